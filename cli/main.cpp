@@ -1,0 +1,22 @@
+// glam: train and serve GLaM-style Mixture-of-Experts models on actors.
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"glam: train and serve GLaM-style Mixture-of-Experts language models on actors"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "glam 0.1.0");
+
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "glam: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

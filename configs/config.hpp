@@ -1,0 +1,92 @@
+#pragma once
+// One job's configuration, grouped like the TOML file: [model], [moe], [train], [data],
+// [cluster], [fault]. parse_config refuses every invalid value with a message naming
+// the key, the value given and what is allowed.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace glam {
+
+enum class expert_activation { relu, gated_gelu };
+enum class second_expert_policy { all, random };
+
+struct model_config {
+  std::int64_t vocab_size = 2048;
+  std::int64_t layers = 2;
+  std::int64_t d_model = 64;   // M
+  std::int64_t d_ff = 256;     // H
+  std::int64_t heads = 4;
+  std::int64_t d_head = 16;
+  std::int64_t experts = 4;    // E; 0 = dense model (no MoE layers)
+  std::int64_t moe_every = 2;  // blocks 0, moe_every, 2·moe_every, … are MoE
+  expert_activation activation = expert_activation::relu;
+  std::int64_t seq_len = 64;   // T
+
+  bool is_moe() const { return experts > 0; }
+  bool is_moe_layer(std::int64_t layer) const { return is_moe() && layer % moe_every == 0; }
+  std::int64_t moe_layers() const { return is_moe() ? (layers + moe_every - 1) / moe_every : 0; }
+};
+
+struct moe_config {
+  double capacity_factor = 2.0;
+  second_expert_policy policy = second_expert_policy::all;
+  double aux_weight = 0.01;
+};
+
+struct train_config {
+  std::int64_t batch_per_shard = 4;  // sequences per attention shard per step
+  std::int64_t steps = 100;
+  double lr_scale = 1.0;             // lr = lr_scale · rsqrt(max(t, warmup))
+  std::int64_t warmup = 10000;
+  std::uint64_t seed = 1;
+  double z_loss = 0.0;               // weight of the output z-loss (1e-4 in GLaM when on)
+  std::int64_t eval_every = 0;       // 0: no evaluation
+  std::int64_t eval_batches = 4;     // validation batches (per shard) per evaluation
+};
+
+struct data_config {
+  std::string dir = "demo/data";
+};
+
+struct cluster_config {
+  std::int64_t shards = 1;  // S logical attention shards
+};
+
+struct fault_config {
+  std::int64_t snapshot_every = 1;
+  std::int64_t checkpoint_every = 0;  // 0: no checkpoints
+  std::int64_t keep_checkpoints = 3;
+  std::int64_t heartbeat_ms = 500;
+};
+
+struct config {
+  std::string name;  // from the file name when not given
+  model_config model;
+  moe_config moe;
+  train_config train;
+  data_config data;
+  cluster_config cluster;
+  fault_config fault;
+};
+
+// A config error: what() names the key, the value and what is allowed.
+struct config_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+config parse_config_string(const std::string& toml_text, const std::string& source_name);
+config load_config(const std::string& path);
+
+// Checks the config against the data it trains on (seq_len over what the data has,
+// vocabulary mismatch); throws config_error.
+void validate_against_data(const config& c, std::int64_t data_vocab_size,
+                           std::int64_t longest_trainable_sequence);
+
+// A stable hash of the model-defining fields (what a checkpoint must match).
+std::uint64_t model_config_hash(const config& c);
+
+// The config as TOML text (round-trips through parse_config_string).
+std::string to_toml(const config& c);
+
+}  // namespace glam
