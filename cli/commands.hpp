@@ -6,5 +6,12 @@ namespace glam::cli {
 
 void add_plan_command(CLI::App& app);
 void add_data_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+void add_coordinator_command(CLI::App& app);
+void add_worker_command(CLI::App& app);
+void add_submit_command(CLI::App& app);
+void add_status_command(CLI::App& app);
+void add_stop_command(CLI::App& app);
 
 }  // namespace glam::cli

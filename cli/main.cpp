@@ -8,8 +8,15 @@ int main(int argc, char** argv) {
   CLI::App app{"glam: train and serve GLaM-style Mixture-of-Experts language models on actors"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "glam 0.1.0");
-
-
+  glam::cli::add_plan_command(app);
+  glam::cli::add_data_command(app);
+  glam::cli::add_train_command(app);
+  glam::cli::add_bench_command(app);
+  glam::cli::add_coordinator_command(app);
+  glam::cli::add_worker_command(app);
+  glam::cli::add_submit_command(app);
+  glam::cli::add_status_command(app);
+  glam::cli::add_stop_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -10,6 +10,7 @@ namespace glam {
 
 enum class expert_activation { relu, gated_gelu };
 enum class second_expert_policy { all, random };
+enum class lr_schedule_kind { rsqrt };  // lr = lr_scale · rsqrt(max(t, warmup))
 
 struct model_config {
   std::int64_t vocab_size = 2048;
@@ -22,6 +23,10 @@ struct model_config {
   std::int64_t moe_every = 2;  // blocks 0, moe_every, 2·moe_every, … are MoE
   expert_activation activation = expert_activation::relu;
   std::int64_t seq_len = 64;   // T
+
+  // Benchmark baseline only, not a TOML key: every MoE block gets a dense ReLU FFN of
+  // width 2·d_ff instead of experts (the same activated FLOPs, no routing).
+  bool moe_as_dense_relu = false;
 
   bool is_moe() const { return experts > 0; }
   bool is_moe_layer(std::int64_t layer) const { return is_moe() && layer % moe_every == 0; }
@@ -37,6 +42,7 @@ struct moe_config {
 struct train_config {
   std::int64_t batch_per_shard = 4;  // sequences per attention shard per step
   std::int64_t steps = 100;
+  lr_schedule_kind lr_schedule = lr_schedule_kind::rsqrt;
   double lr_scale = 1.0;             // lr = lr_scale · rsqrt(max(t, warmup))
   std::int64_t warmup = 10000;
   std::uint64_t seed = 1;
@@ -75,8 +81,15 @@ struct config_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Parses one job's TOML text. source_name (a file name or a label) prefixes every message,
+// and its stem is the config's name unless the file sets `name`.
 config parse_config_string(const std::string& toml_text, const std::string& source_name);
+// Reads and parses the file at path; a missing or unreadable file is a config_error too.
 config load_config(const std::string& path);
+
+// Checks every value and every cross-field rule of a config built in code (parse_config_string
+// calls it); throws config_error naming the key, the value and what is allowed.
+void validate_config(const config& c);
 
 // Checks the config against the data it trains on (seq_len over what the data has,
 // vocabulary mismatch); throws config_error.
@@ -88,5 +101,10 @@ std::uint64_t model_config_hash(const config& c);
 
 // The config as TOML text (round-trips through parse_config_string).
 std::string to_toml(const config& c);
+
+// The TOML spellings of the enums ("relu", "gated_gelu", "all", "random", "rsqrt").
+const char* to_string(expert_activation a);
+const char* to_string(second_expert_policy p);
+const char* to_string(lr_schedule_kind s);
 
 }  // namespace glam

@@ -10,11 +10,16 @@
 namespace glam {
 namespace {
 
-rntm_t deterministic_runtime() {
+// Below this many multiply-adds BLIS's own thread team costs more than it saves (its
+// threads are started per call); the bits are the same either way, since sup is off.
+constexpr double single_thread_work = double(1 << 24);
+
+rntm_t deterministic_runtime(index m, index n, index k) {
   rntm_t rntm;
   bli_rntm_init(&rntm);
   bli_rntm_disable_l3_sup(&rntm);
-  bli_rntm_set_num_threads(inside_parallel_for() ? 1 : compute_threads(), &rntm);
+  const bool small = double(m) * double(n) * double(k) < single_thread_work;
+  bli_rntm_set_num_threads(inside_parallel_for() || small ? 1 : compute_threads(), &rntm);
   return rntm;
 }
 
@@ -26,7 +31,7 @@ template <>
 void gemm<float>(bool trans_a, bool trans_b, index m, index n, index k, float alpha, const float* a,
                  index lda, const float* b, index ldb, float beta, float* c, index ldc) {
   if (m == 0 || n == 0) return;
-  rntm_t rntm = deterministic_runtime();
+  rntm_t rntm = deterministic_runtime(m, n, k);
   bli_sgemm_ex(trans(trans_a), trans(trans_b), m, n, k, &alpha, const_cast<float*>(a), lda, 1,
                const_cast<float*>(b), ldb, 1, &beta, c, ldc, 1, nullptr, &rntm);
 }
@@ -35,7 +40,7 @@ template <>
 void gemm<double>(bool trans_a, bool trans_b, index m, index n, index k, double alpha, const double* a,
                   index lda, const double* b, index ldb, double beta, double* c, index ldc) {
   if (m == 0 || n == 0) return;
-  rntm_t rntm = deterministic_runtime();
+  rntm_t rntm = deterministic_runtime(m, n, k);
   bli_dgemm_ex(trans(trans_a), trans(trans_b), m, n, k, &alpha, const_cast<double*>(a), lda, 1,
                const_cast<double*>(b), ldb, 1, &beta, c, ldc, 1, nullptr, &rntm);
 }

@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
-  libcaf-dev capnproto libcapnp-dev libboost-dev
+  libcaf-dev capnproto libcapnp-dev libboost-dev libssl-dev
   libblis-dev libblis4-pthread
   libsentencepiece-dev sentencepiece
   libtomlplusplus-dev libcli11-dev libspdlog-dev nlohmann-json3-dev

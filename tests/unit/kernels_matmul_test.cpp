@@ -74,7 +74,9 @@ TEST_P(MatmulTest, WeightGradientSameBitsForAnyThreadCount) {
 INSTANTIATE_TEST_SUITE_P(Shapes, MatmulTest,
                          ::testing::Values(gemm_case{7, 64, 48}, gemm_case{37, 128, 96},
                                            gemm_case{256, 64, 256}, gemm_case{300, 96, 160},
-                                           gemm_case{1, 33, 17}));
+                                           gemm_case{1, 33, 17},
+                                           // over the single-thread cut-off: BLIS runs two threads
+                                           gemm_case{520, 128, 256}));
 
 }  // namespace
 }  // namespace glam

@@ -1,0 +1,96 @@
+#include "actors/tensor_chunk.hpp"
+
+#include <algorithm>
+
+#include <caf/deserializer.hpp>
+#include <caf/sec.hpp>
+#include <caf/serializer.hpp>
+
+namespace glam {
+
+caf::error inspect(caf::serializer& f, tensor_chunk& x) {
+  auto n = static_cast<std::uint64_t>(x.data.size());
+  if (auto err = f(x.tag, x.tensor_id, x.shape, x.offset, n)) return err;
+  if (n == 0) return caf::none;
+  return f.apply_raw(n * sizeof(float), x.data.data());
+}
+
+caf::error inspect(caf::deserializer& f, tensor_chunk& x) {
+  std::uint64_t n = 0;
+  if (auto err = f(x.tag, x.tensor_id, x.shape, x.offset, n)) return err;
+  // A forged count must not make us allocate: chunks are bounded by construction.
+  if (n > static_cast<std::uint64_t>(max_chunk_floats))
+    return caf::make_error(caf::sec::invalid_argument,
+                           "tensor chunk of " + std::to_string(n) + " floats exceeds the bound of " +
+                               std::to_string(max_chunk_floats));
+  x.data.resize(static_cast<std::size_t>(n));
+  if (n == 0) return caf::none;
+  return f.apply_raw(n * sizeof(float), x.data.data());
+}
+
+std::vector<tensor_chunk> split_tensor(const tensor& t, const step_tag& tag,
+                                       std::int64_t tensor_id, std::int64_t chunk_floats) {
+  if (chunk_floats <= 0 || chunk_floats > max_chunk_floats)
+    throw std::invalid_argument("split_tensor: chunk_floats " + std::to_string(chunk_floats) +
+                                " must be in [1, " + std::to_string(max_chunk_floats) + "]");
+  std::vector<tensor_chunk> out;
+  const index n = t.size();
+  index offset = 0;
+  do {
+    const index len = std::min<index>(chunk_floats, n - offset);
+    tensor_chunk c;
+    c.tag = tag;
+    c.tensor_id = tensor_id;
+    c.shape = t.shape;
+    c.offset = offset;
+    c.data.assign(t.data.begin() + offset, t.data.begin() + offset + len);
+    out.push_back(std::move(c));
+    offset += len;
+  } while (offset < n);
+  return out;
+}
+
+std::string tensor_assembler::add(tensor_chunk c) {
+  index total = 1;
+  for (index d : c.shape) {
+    if (d < 0) return "tensor chunk: negative dimension in shape " + shape_string(c.shape);
+    if (d > 0 && total > max_tensor_floats / d)
+      return "tensor chunk: shape " + shape_string(c.shape) + " exceeds the bound of " +
+             std::to_string(max_tensor_floats) + " elements";
+    total *= d;
+  }
+  if (total > max_tensor_floats)
+    return "tensor chunk: shape " + shape_string(c.shape) + " exceeds the bound";
+  const auto len = static_cast<index>(c.data.size());
+  if (len > max_chunk_floats) return "tensor chunk: " + std::to_string(len) + " floats exceed the chunk bound";
+  if (c.offset < 0 || c.offset > total || len > total - c.offset)
+    return "tensor chunk: range [" + std::to_string(c.offset) + ", " + std::to_string(c.offset + len) +
+           ") outside a tensor of " + std::to_string(total) + " elements";
+  if (!started_) {
+    t_ = tensor(c.shape);
+    started_ = true;
+  } else if (t_.shape != c.shape) {
+    return "tensor chunk: shape " + shape_string(c.shape) + " differs from the first chunk's " +
+           shape_string(t_.shape);
+  }
+  for (const auto& r : ranges_)
+    if (c.offset < r.second && r.first < c.offset + len)
+      return "tensor chunk: range starting at " + std::to_string(c.offset) + " overlaps one received";
+  if (len == 0 && total != 0) return "tensor chunk: empty chunk of a non-empty tensor";
+  std::copy(c.data.begin(), c.data.end(), t_.data.begin() + c.offset);
+  ranges_.emplace_back(c.offset, c.offset + len);
+  received_ += len;
+  return {};
+}
+
+bool tensor_assembler::complete() const { return started_ && received_ == t_.size(); }
+
+tensor tensor_assembler::take() {
+  if (!complete()) throw std::logic_error("tensor_assembler::take before the tensor is complete");
+  started_ = false;
+  received_ = 0;
+  ranges_.clear();
+  return std::move(t_);
+}
+
+}  // namespace glam

@@ -1,0 +1,21 @@
+#pragma once
+// The worker's messages (besides the handshake of handshake_protocol.hpp). Only the
+// coordinator the worker registered with, and peers that authenticated, are answered.
+//   (host_atom, job_plan)        -> result_msg    coordinator: host these units
+//   (release_atom, step_tag)     -> result_msg    coordinator: drop the job's units
+//                                                 (tag.epoch fences a stale release)
+//   (ping_atom)                  -> worker_stats  anyone admitted: liveness and counters
+//   (tensor_chunk)                                peers: a chunk of a token batch
+//   (shutdown_atom)              -> result_msg    local only: leave and quit
+#include <caf/atom.hpp>
+
+#include "actors/handshake_protocol.hpp"
+#include "actors/tensor_chunk.hpp"
+
+namespace glam {
+
+using host_atom = caf::atom_constant<caf::atom("host")>;
+using release_atom = caf::atom_constant<caf::atom("release")>;
+using ping_atom = caf::atom_constant<caf::atom("ping")>;
+
+}  // namespace glam

@@ -1,0 +1,68 @@
+// `glam status --coordinator HOST:PORT [--json]`
+#include <cstdio>
+#include <memory>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/coordinator_protocol.hpp"
+#include "actors/daemon.hpp"
+#include "cli/commands.hpp"
+
+namespace glam::cli {
+
+namespace {
+
+void print_human(const nlohmann::json& s) {
+  const auto& c = s["coordinator"];
+  std::printf("coordinator %s  epoch %lld  dropped (unauthenticated) %lld  tensor bytes relayed %lld\n",
+              c["listen"].get<std::string>().c_str(), static_cast<long long>(c["epoch"].get<std::int64_t>()),
+              static_cast<long long>(c["dropped_unauthenticated"].get<std::int64_t>()),
+              static_cast<long long>(c["tensor_bytes_relayed"].get<std::int64_t>()));
+  std::printf("%-16s %-22s %12s %14s %14s %10s  %s\n", "WORKER", "ADDRESS", "TOKENS", "BYTES SENT", "BYTES RECV",
+              "RSS MiB", "UNITS");
+  for (const auto& w : s["workers"]) {
+    std::string units;
+    for (const auto& u : w["units"]) units += (units.empty() ? "" : " ") + u.get<std::string>();
+    std::printf("%-16s %-22s %12lld %14lld %14lld %10.1f  %s\n", w["name"].get<std::string>().c_str(),
+                w["address"].get<std::string>().c_str(),
+                static_cast<long long>(w["tokens_computed"].get<std::int64_t>()),
+                static_cast<long long>(w["bytes_sent"].get<std::int64_t>()),
+                static_cast<long long>(w["bytes_received"].get<std::int64_t>()),
+                static_cast<double>(w["memory_bytes"].get<std::int64_t>()) / (1 << 20), units.c_str());
+  }
+  for (const auto& j : s["jobs"]) {
+    std::printf("job %s  %s  step %lld/%lld  loss %.4f  %.0f tokens/s%s%s\n", j["id"].get<std::string>().c_str(),
+                j["state"].get<std::string>().c_str(), static_cast<long long>(j["step"].get<std::int64_t>()),
+                static_cast<long long>(j["steps"].get<std::int64_t>()), j["loss"].get<double>(),
+                j["tokens_per_s"].get<double>(), j["error"].get<std::string>().empty() ? "" : "  ",
+                j["error"].get<std::string>().c_str());
+  }
+}
+
+}  // namespace
+
+void add_status_command(CLI::App& app) {
+  auto coordinator = std::make_shared<std::string>();
+  auto secret_file = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  auto* sub = app.add_subcommand("status", "Show the cluster's workers, their units and counters, and the jobs");
+  sub->add_option("--coordinator", *coordinator, "HOST:PORT of the coordinator")->required();
+  sub->add_flag("--json", *json, "Print JSON");
+  sub->add_option("--secret-file", *secret_file, "Cluster secret (default: the coordinator's, on this machine)");
+  sub->callback([=] {
+    client_connection conn(*coordinator, *secret_file);
+    caf::scoped_actor self{conn.system()};
+    std::string text, problem;
+    self->request(conn.server(), conn.timeout(), status_atom::value)
+        .receive([&](const std::string& s) { text = s; },
+                 [&](const caf::error& e) { problem = conn.system().render(e); });
+    if (!problem.empty()) throw std::runtime_error("status: " + problem);
+    if (*json)
+      std::printf("%s\n", text.c_str());
+    else
+      print_human(nlohmann::json::parse(text));
+  });
+}
+
+}  // namespace glam::cli

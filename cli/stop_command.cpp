@@ -1,0 +1,33 @@
+// `glam stop --coordinator HOST:PORT JOB`
+#include <cstdio>
+#include <memory>
+
+#include <caf/all.hpp>
+
+#include "actors/coordinator_protocol.hpp"
+#include "actors/daemon.hpp"
+#include "cli/commands.hpp"
+
+namespace glam::cli {
+
+void add_stop_command(CLI::App& app) {
+  auto coordinator = std::make_shared<std::string>();
+  auto secret_file = std::make_shared<std::string>();
+  auto job = std::make_shared<std::string>();
+  auto* sub = app.add_subcommand("stop", "Stop a job");
+  sub->add_option("--coordinator", *coordinator, "HOST:PORT of the coordinator")->required();
+  sub->add_option("job", *job, "The job id (as submit printed it)")->required();
+  sub->add_option("--secret-file", *secret_file, "Cluster secret (default: the coordinator's, on this machine)");
+  sub->callback([=] {
+    client_connection conn(*coordinator, *secret_file);
+    caf::scoped_actor self{conn.system()};
+    result_msg r;
+    self->request(conn.server(), conn.timeout(), stop_atom::value, *job)
+        .receive([&](const result_msg& m) { r = m; },
+                 [&](const caf::error& e) { r = {false, conn.system().render(e)}; });
+    if (!r.ok) throw std::runtime_error("stop: " + r.message);
+    std::printf("%s\n", r.message.c_str());
+  });
+}
+
+}  // namespace glam::cli

@@ -1,0 +1,89 @@
+// `glam submit --coordinator HOST:PORT JOB.toml [--wait]`: prints the job id; with --wait
+// shows progress and exits 0 when the job finishes, non-zero with the reason otherwise.
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/coordinator_protocol.hpp"
+#include "actors/daemon.hpp"
+#include "cli/commands.hpp"
+#include "configs/config.hpp"
+
+namespace glam::cli {
+
+namespace {
+
+struct submit_options {
+  std::string coordinator;
+  std::string job_file;
+  std::string secret_file;
+  bool wait = false;
+  int timeout_s = 0;
+};
+
+void run_submit(const submit_options& o) {
+  // Malformed job files are refused here, with the parser's message naming the key.
+  auto c = load_config(o.job_file);
+  std::ifstream in(o.job_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  client_connection conn(o.coordinator, o.secret_file);
+  caf::scoped_actor self{conn.system()};
+  result_msg r;
+  self->request(conn.server(), conn.timeout(), submit_atom::value, text.str(), o.job_file)
+      .receive([&](const result_msg& m) { r = m; },
+               [&](const caf::error& e) { r = {false, conn.system().render(e)}; });
+  if (!r.ok) throw std::runtime_error("submit refused: " + r.message);
+  std::printf("%s\n", r.message.c_str());
+  std::fflush(stdout);
+  if (!o.wait) return;
+  const auto id = r.message;
+  std::int64_t last_step = -1;
+  std::string last_state;
+  auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    std::string js;
+    std::string problem;
+    self->request(conn.server(), conn.timeout(), job_status_atom::value, id)
+        .receive([&](const std::string& s) { js = s; },
+                 [&](const caf::error& e) { problem = conn.system().render(e); });
+    if (!problem.empty()) throw std::runtime_error("lost the coordinator while waiting for job " + id + ": " + problem);
+    auto j = nlohmann::json::parse(js);
+    if (j.empty()) throw std::runtime_error("the coordinator no longer knows job " + id);
+    auto state = j["state"].get<std::string>();
+    auto step = j["step"].get<std::int64_t>();
+    if (step != last_step || state != last_state) {
+      std::fprintf(stderr, "job %s: %s, step %lld/%lld, loss %.4f, %.0f tokens/s\n", id.c_str(), state.c_str(),
+                   static_cast<long long>(step), static_cast<long long>(j["steps"].get<std::int64_t>()),
+                   j["loss"].get<double>(), j["tokens_per_s"].get<double>());
+      last_step = step;
+      last_state = state;
+    }
+    if (state == "finished") return;
+    if (state == "failed" || state == "stopped")
+      throw std::runtime_error("job " + id + " " + state + ": " + j["error"].get<std::string>());
+    if (o.timeout_s > 0 && std::chrono::steady_clock::now() - start > std::chrono::seconds(o.timeout_s))
+      throw std::runtime_error("job " + id + " not finished after --timeout " + std::to_string(o.timeout_s) + " s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+}
+
+}  // namespace
+
+void add_submit_command(CLI::App& app) {
+  auto o = std::make_shared<submit_options>();
+  auto* sub = app.add_subcommand("submit", "Submit a job (its config TOML) to a cluster");
+  sub->add_option("--coordinator", o->coordinator, "HOST:PORT of the coordinator")->required();
+  sub->add_option("job", o->job_file, "The job's config TOML")->required();
+  sub->add_flag("--wait", o->wait, "Show progress; exit 0 when the job finishes, non-zero when it fails");
+  sub->add_option("--timeout", o->timeout_s, "With --wait: give up after this many seconds (0: never)");
+  sub->add_option("--secret-file", o->secret_file, "Cluster secret (default: the coordinator's, on this machine)");
+  sub->callback([o] { run_submit(*o); });
+}
+
+}  // namespace glam::cli

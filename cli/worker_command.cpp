@@ -1,0 +1,26 @@
+// `glam worker --coordinator HOST:PORT [--listen HOST:PORT] [--name NAME] [--secret-file F]`
+#include <memory>
+
+#include "cli/commands.hpp"
+#include "worker/worker_daemon.hpp"
+
+namespace glam::cli {
+
+void add_worker_command(CLI::App& app) {
+  auto o = std::make_shared<worker_daemon_options>();
+  auto heartbeat_ms = std::make_shared<int>(500);
+  auto* sub = app.add_subcommand("worker", "Run a worker daemon that hosts units for the coordinator");
+  sub->add_option("--coordinator", o->coordinator, "HOST:PORT of the coordinator")->required();
+  sub->add_option("--listen", o->listen, "HOST:PORT peers reach this worker on (port 0: any free)")
+      ->capture_default_str();
+  sub->add_option("--name", o->name, "Name to register with (default worker-<pid>)");
+  sub->add_option("--secret-file", o->secret_file, "Cluster secret (default: the coordinator's, on this machine)");
+  sub->add_option("--heartbeat-ms", *heartbeat_ms, "Heartbeat interval")->capture_default_str()->check(
+      CLI::Range(50, 60000));
+  sub->callback([o, heartbeat_ms] {
+    o->heartbeat = std::chrono::milliseconds(*heartbeat_ms);
+    run_worker(*o);
+  });
+}
+
+}  // namespace glam::cli

@@ -1,0 +1,44 @@
+#pragma once
+// Placement: which worker hosts which logical unit (S attention shards, E experts). Plain
+// functions of their inputs; the math never depends on the result (placement invariance),
+// only speed and memory do.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "actors/messages.hpp"
+
+namespace glam {
+
+struct worker_capacity {
+  std::string name;
+  std::string host;
+  std::uint16_t port = 0;
+  double gflops = 1;                  // measured speed (> 0)
+  std::int64_t memory_limit = 0;      // bytes; 0 = no limit
+};
+
+struct unit_costs {
+  double shard_flops = 1;             // per step
+  double expert_flops = 1;            // per step (tokens routed × FLOPs per token)
+  std::int64_t shard_bytes = 0;       // parameters + optimizer state + activations
+  std::int64_t expert_bytes = 0;
+};
+
+// Greedy longest-processing-time packing: units in decreasing cost (shards before experts
+// on ties, then by index), each onto the worker that would finish it earliest (load/speed),
+// among workers with memory left; ties go to the lower name. Throws std::runtime_error
+// naming the unit when no worker has room for it. Workers without units are kept (empty).
+std::vector<unit_assignment> place_units(const std::vector<worker_capacity>& workers, std::int64_t shards,
+                                         std::int64_t experts, const unit_costs& costs);
+
+// A seeded random placement (every unit on a uniformly drawn worker): for invariance tests.
+std::vector<unit_assignment> random_placement(const std::vector<worker_capacity>& workers,
+                                              std::int64_t shards, std::int64_t experts,
+                                              std::uint64_t seed);
+
+// Empty when every shard and expert is hosted exactly once, else what is wrong.
+std::string check_placement(const std::vector<unit_assignment>& p, std::int64_t shards,
+                            std::int64_t experts);
+
+}  // namespace glam

@@ -1,0 +1,279 @@
+// Real daemons over loopback: registration, the secret, status, stop, SIGTERM, a killed
+// and a stopped worker, and malformed job files.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "cluster_harness.hpp"
+
+namespace glam::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string glam_bin = GLAM_BINARY;
+
+const char* tiny_job = R"(name = "tiny"
+[model]
+vocab_size = 256
+layers = 2
+d_model = 16
+d_ff = 32
+heads = 2
+d_head = 8
+experts = 4
+seq_len = 16
+[train]
+steps = 5
+[cluster]
+shards = 2
+)";
+
+struct cluster {
+  std::string dir;
+  std::vector<std::string> env;
+  std::unique_ptr<process> coordinator;
+  std::vector<std::unique_ptr<process>> workers;
+  int port = 0;
+
+  explicit cluster(const std::string& tag, int heartbeat_timeout_ms = 3000) : dir(fresh_dir(tag)) {
+    env = {"HOME=" + dir};  // the secret's locator goes under the test's own HOME
+    coordinator = std::make_unique<process>(
+        std::vector<std::string>{glam_bin, "coordinator", "--listen", "127.0.0.1:0", "--state", dir + "/state",
+                                 "--heartbeat-timeout-ms", std::to_string(heartbeat_timeout_ms)},
+        dir, "coordinator", env);
+    port = coordinator->wait_port();
+  }
+  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port); }
+  process& add_worker(const std::string& name, std::vector<std::string> extra_env = {},
+                      std::vector<std::string> extra_args = {}) {
+    auto e = env;
+    e.insert(e.end(), extra_env.begin(), extra_env.end());
+    std::vector<std::string> args{glam_bin, "worker", "--coordinator", endpoint(), "--name", name,
+                                  "--listen", "127.0.0.1:0", "--heartbeat-ms", "200"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    workers.push_back(std::make_unique<process>(args, dir, "worker-" + name, e));
+    return *workers.back();
+  }
+  std::pair<int, std::string> client(std::vector<std::string> args) {
+    std::vector<std::string> full{glam_bin};
+    full.insert(full.end(), args.begin(), args.end());
+    return run(full, dir, 30s, env);
+  }
+  nlohmann::json status() {
+    auto [rc, out] = client({"status", "--coordinator", endpoint(), "--json"});
+    if (rc != 0) return {};
+    auto first = out.find('{');
+    return first == std::string::npos ? nlohmann::json{} : nlohmann::json::parse(out.substr(first));
+  }
+  // Polls status until pred holds (bounded).
+  template <class Pred>
+  nlohmann::json wait_status(Pred pred, std::chrono::milliseconds timeout = 15s) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    nlohmann::json s;
+    while (std::chrono::steady_clock::now() < end) {
+      s = status();
+      if (!s.empty() && pred(s)) return s;
+      std::this_thread::sleep_for(200ms);
+    }
+    return s;
+  }
+  ~cluster() {
+    workers.clear();
+    coordinator.reset();
+    fs::remove_all(dir);
+  }
+};
+
+TEST(ClusterDaemons, WorkersRegisterByNameAndSigtermExitsCleanly) {
+  cluster c("register");
+  ASSERT_GT(c.port, 0) << c.coordinator->err();
+  // The coordinator created its secret, mode 0600, in the state directory.
+  struct stat st {};
+  ASSERT_EQ(::stat((c.dir + "/state/secret").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto& a = c.add_worker("alpha");
+  auto& b = c.add_worker("beta");
+  ASSERT_GT(a.wait_port(), 0) << a.err();
+  ASSERT_GT(b.wait_port(), 0) << b.err();
+  auto s = c.wait_status([](const nlohmann::json& s) { return s["workers"].size() == 2; });
+  ASSERT_EQ(s["workers"].size(), 2u) << s.dump();
+  EXPECT_EQ(s["workers"][0]["name"], "alpha");
+  EXPECT_EQ(s["workers"][1]["name"], "beta");
+  EXPECT_GT(s["workers"][0]["memory_bytes"].get<std::int64_t>(), 0);
+  // The human form names the workers too.
+  auto [rc, text] = c.client({"status", "--coordinator", c.endpoint()});
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("alpha"), std::string::npos);
+  // A worker leaves on SIGTERM and exits 0; the coordinator sees it go.
+  b.kill(SIGTERM);
+  EXPECT_EQ(b.wait_exit(10s), 0) << b.err();
+  s = c.wait_status([](const nlohmann::json& s) { return s["workers"].size() == 1; });
+  EXPECT_EQ(s["workers"].size(), 1u) << s.dump();
+  c.coordinator->kill(SIGTERM);
+  EXPECT_EQ(c.coordinator->wait_exit(15s), 0) << c.coordinator->err();
+  // Without its coordinator a worker exits with the reason, it does not hang.
+  EXPECT_NE(a.wait_exit(15s), 1000);
+  EXPECT_NE(a.err().find("lost the coordinator"), std::string::npos) << a.err();
+}
+
+TEST(ClusterDaemons, WrongOrMissingSecretIsRefusedOnBothSides) {
+  cluster c("secret");
+  ASSERT_GT(c.port, 0);
+  write_file(c.dir + "/wrong", "not-the-cluster-secret-0123456789\n");
+  auto& w = c.add_worker("intruder", {}, {"--secret-file", c.dir + "/wrong"});
+  EXPECT_EQ(w.wait_exit(20s), 1);
+  EXPECT_NE(w.err().find("secret"), std::string::npos) << w.err();
+  auto [rc, out] = c.client({"status", "--coordinator", c.endpoint(), "--secret-file", c.dir + "/wrong"});
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("secret"), std::string::npos) << out;
+  auto [rc2, out2] = c.client({"submit", "--coordinator", c.endpoint(), "--secret-file", c.dir + "/missing",
+                               c.dir + "/job.toml"});
+  EXPECT_NE(rc2, 0);
+  EXPECT_NE(c.coordinator->err().find("failed to prove the cluster secret"), std::string::npos)
+      << c.coordinator->err();
+  EXPECT_TRUE(c.status()["workers"].empty());
+}
+
+TEST(ClusterDaemons, MismatchedBuildIsRefusedWithTheField) {
+  cluster c("fingerprint");
+  auto& w = c.add_worker("odd", {"GLAM_BUILD_ID_OVERRIDE=some-other-build"});
+  EXPECT_EQ(w.wait_exit(20s), 1);
+  EXPECT_NE(w.err().find("build id 'some-other-build'"), std::string::npos) << w.err();
+  EXPECT_NE(c.coordinator->err().find("build id"), std::string::npos);
+}
+
+TEST(ClusterDaemons, MalformedJobFilesGetTheParsersMessage) {
+  cluster c("badjob");
+  std::string bad = tiny_job;
+  bad.replace(bad.find("layers = 2"), 10, "layers = -3");
+  write_file(c.dir + "/bad.toml", bad, 0644);
+  auto [rc, out] = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/bad.toml"});
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("layers"), std::string::npos) << out;
+  write_file(c.dir + "/garbage.toml", "this is [not toml\n", 0644);
+  std::tie(rc, out) = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/garbage.toml"});
+  EXPECT_NE(rc, 0);
+  std::tie(rc, out) = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/absent.toml"});
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("absent.toml"), std::string::npos) << out;
+}
+
+TEST(ClusterDaemons, JobIsPlacedStoppedAndResubmitted) {
+  cluster c("stop");
+  c.add_worker("w0");
+  c.add_worker("w1");
+  ASSERT_EQ(c.wait_status([](const nlohmann::json& s) { return s["workers"].size() == 2; })["workers"].size(), 2u);
+  write_file(c.dir + "/job.toml", tiny_job, 0644);
+  auto [rc, id] = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/job.toml"});
+  ASSERT_EQ(rc, 0) << id;
+  id = id.substr(0, id.find('\n'));
+  EXPECT_EQ(id, "tiny-1");
+  auto s = c.wait_status([](const nlohmann::json& s) {
+    return s["jobs"].size() == 1 && s["jobs"][0]["state"] == "running" && !s["workers"][0]["units"].empty();
+  });
+  ASSERT_EQ(s["jobs"][0]["state"], "running") << s.dump();
+  // 2 shards and 4 experts, every one hosted once across the two workers.
+  std::size_t units = 0;
+  for (const auto& w : s["workers"]) units += w["units"].size();
+  EXPECT_EQ(units, 6u) << s.dump();
+  // The workers connected to each other directly, each proving the secret to the other.
+  s = c.wait_status([](const nlohmann::json& s) {
+    return s["workers"][0]["peers"] == 1 && s["workers"][1]["peers"] == 1;
+  });
+  EXPECT_EQ(s["workers"][0]["peers"], 1) << s.dump();
+  EXPECT_EQ(s["workers"][1]["peers"], 1) << s.dump();
+  // A second job is refused while one is active, with the reason.
+  auto [rc2, busy] = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/job.toml"});
+  EXPECT_NE(rc2, 0);
+  EXPECT_NE(busy.find("stop it first"), std::string::npos) << busy;
+  auto [rc3, stopped] = c.client({"stop", "--coordinator", c.endpoint(), id});
+  EXPECT_EQ(rc3, 0) << stopped;
+  s = c.status();
+  EXPECT_EQ(s["jobs"][0]["state"], "stopped");
+  auto [rc4, unknown] = c.client({"stop", "--coordinator", c.endpoint(), "nope-9"});
+  EXPECT_NE(rc4, 0);
+  EXPECT_NE(unknown.find("no job 'nope-9'"), std::string::npos);
+  auto [rc5, id2] = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/job.toml"});
+  EXPECT_EQ(rc5, 0) << id2;
+  EXPECT_TRUE(fs::exists(c.dir + "/state/jobs/tiny-1/job.toml"));
+  EXPECT_TRUE(fs::exists(c.dir + "/state/jobs.json"));
+}
+
+TEST(ClusterDaemons, KilledWorkerFailsTheJobNamingTheWorker) {
+  cluster c("killed");
+  auto& w0 = c.add_worker("w0");
+  auto& w1 = c.add_worker("w1");
+  ASSERT_GT(w0.wait_port(), 0);
+  ASSERT_GT(w1.wait_port(), 0);
+  write_file(c.dir + "/job.toml", tiny_job, 0644);
+  process waiter({glam_bin, "submit", "--coordinator", c.endpoint(), c.dir + "/job.toml", "--wait"}, c.dir,
+                 "waiter", c.env);
+  ASSERT_FALSE(waiter.wait_stdout("tiny-", 20s).empty()) << waiter.err();
+  c.wait_status([](const nlohmann::json& s) { return s["jobs"].size() == 1 && s["jobs"][0]["state"] == "running"; });
+  auto t0 = std::chrono::steady_clock::now();
+  w1.kill(SIGKILL);
+  // submit --wait exits non-zero with the reason, within a bounded time.
+  EXPECT_EQ(waiter.wait_exit(20s), 1) << waiter.err();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  EXPECT_NE(waiter.err().find("worker w1"), std::string::npos) << waiter.err();
+  EXPECT_NE(waiter.err().find("step"), std::string::npos) << waiter.err();
+  auto s = c.status();
+  EXPECT_EQ(s["jobs"][0]["state"], "failed");
+  EXPECT_GE(s["coordinator"]["epoch"].get<int>(), 1);  // bumped and persisted
+  EXPECT_EQ(s["workers"].size(), 1u);
+  s = c.wait_status([](const nlohmann::json& s) { return s["workers"][0]["peers"] == 0; });
+  EXPECT_EQ(s["workers"][0]["peers"], 0) << s.dump();
+  // The survivor keeps serving, and the job can be submitted again.
+  auto [rc, id] = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/job.toml"});
+  EXPECT_EQ(rc, 0) << id;
+}
+
+TEST(ClusterDaemons, StoppedWorkerIsDeclaredDeadByHeartbeatTimeout) {
+  cluster c("sigstop", 1500);
+  auto& w0 = c.add_worker("w0");
+  auto& w1 = c.add_worker("w1");
+  ASSERT_GT(w0.wait_port(), 0);
+  ASSERT_GT(w1.wait_port(), 0);
+  write_file(c.dir + "/job.toml", tiny_job, 0644);
+  auto [rc, id] = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/job.toml"});
+  ASSERT_EQ(rc, 0) << id;
+  c.wait_status([](const nlohmann::json& s) { return s["jobs"].size() == 1 && s["jobs"][0]["state"] == "running"; });
+  w0.kill(SIGSTOP);
+  auto s = c.wait_status([](const nlohmann::json& s) { return s["jobs"][0]["state"] == "failed"; }, 20s);
+  w0.kill(SIGCONT);
+  ASSERT_EQ(s["jobs"][0]["state"], "failed") << s.dump();
+  EXPECT_NE(s["jobs"][0]["error"].get<std::string>().find("worker w0"), std::string::npos) << s.dump();
+}
+
+
+TEST(ClusterDaemons, RestartedCoordinatorReloadsJobsAndEpoch) {
+  cluster c("restart");
+  auto& w = c.add_worker("w0");
+  ASSERT_GT(w.wait_port(), 0);
+  write_file(c.dir + "/job.toml", tiny_job, 0644);
+  auto [rc, id] = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/job.toml"});
+  ASSERT_EQ(rc, 0) << id;
+  c.wait_status([](const nlohmann::json& s) { return s["jobs"].size() == 1 && s["jobs"][0]["state"] == "running"; });
+  c.coordinator->kill(SIGTERM);
+  ASSERT_EQ(c.coordinator->wait_exit(15s), 0) << c.coordinator->err();
+  EXPECT_NE(w.wait_exit(15s), 1000);  // the worker does not hang without its coordinator
+  // Same state directory, same secret: the job is back, pending, under a newer epoch.
+  c.coordinator = std::make_unique<process>(
+      std::vector<std::string>{glam_bin, "coordinator", "--listen", "127.0.0.1:0", "--state", c.dir + "/state"},
+      c.dir, "coordinator2", c.env);
+  c.port = c.coordinator->wait_port();
+  ASSERT_GT(c.port, 0) << c.coordinator->err();
+  auto s = c.status();
+  ASSERT_EQ(s["jobs"].size(), 1u) << s.dump();
+  EXPECT_EQ(s["jobs"][0]["id"], "tiny-1");
+  EXPECT_EQ(s["jobs"][0]["state"], "pending");
+  EXPECT_GE(s["coordinator"]["epoch"].get<int>(), 1);
+  // A worker joining picks it up again.
+  auto& w2 = c.add_worker("w1");
+  ASSERT_GT(w2.wait_port(), 0) << w2.err();
+  s = c.wait_status([](const nlohmann::json& s) { return s["jobs"][0]["state"] == "running"; });
+  EXPECT_EQ(s["jobs"][0]["state"], "running") << s.dump();
+}
+
+}  // namespace
+}  // namespace glam::test
