@@ -1,6 +1,8 @@
 // `glam data prepare` and `glam data info` as a user runs them: the real binary, its output
 // and its exit status, on the fortunes text.
 #include <gtest/gtest.h>
+
+#include "cli_testing.hpp"
 #include <stdlib.h>
 #include <sys/wait.h>
 
@@ -18,23 +20,8 @@ namespace {
 namespace fs = std::filesystem;
 const std::string k_fortunes = "/usr/share/games/fortunes";
 
-struct run_result {
-  int status = -1;
-  std::string output;  // stdout and stderr together
-};
-
-run_result run(const std::string& args) {
-  const std::string command = "'" + std::string(GLAM_BINARY) + "' " + args + " 2>&1";
-  run_result r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf{};
-  std::size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
-  const int raw = pclose(pipe);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
+using glam::testing::run_result;
+run_result run(const std::string& args) { return glam::testing::run_glam(args); }
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

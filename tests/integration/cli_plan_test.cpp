@@ -1,5 +1,7 @@
 // `glam plan` as a user runs it: the real binary, its output and its exit status.
 #include <gtest/gtest.h>
+
+#include "cli_testing.hpp"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,24 +21,8 @@ namespace {
 
 const std::string k_source = GLAM_SOURCE_DIR;
 
-struct run_result {
-  int status = -1;
-  std::string output;  // stdout, or stdout and stderr together when asked
-};
-
-run_result run(const std::string& args, bool with_stderr = false) {
-  const std::string command =
-      "'" + std::string(GLAM_BINARY) + "' " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  run_result r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf{};
-  std::size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
-  const int raw = pclose(pipe);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
+using glam::testing::run_result;
+run_result run(const std::string& args, bool with_stderr = false) { return glam::testing::run_glam(args, with_stderr); }
 
 std::string config_path(const std::string& stem) {
   return "'" + k_source + "/configs/" + stem + ".toml'";

@@ -2,6 +2,8 @@
 // below the unigram entropy of the data within the demo's budget, the metrics file has a
 // line per step, and an injected non-finite gradient is skipped and counted.
 #include <gtest/gtest.h>
+
+#include "cli_testing.hpp"
 #include <sys/wait.h>
 
 #include <array>
@@ -19,14 +21,9 @@ namespace {
 namespace fs = std::filesystem;
 
 int run(const std::string& args, std::string* output) {
-  const std::string command = "'" + std::string(GLAM_BINARY) + "' " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return -1;
-  std::array<char, 4096> buf{};
-  std::size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) output->append(buf.data(), n);
-  const int raw = pclose(pipe);
-  return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  auto r = glam::testing::run_glam(args);
+  *output += r.output;
+  return r.status;
 }
 
 std::vector<nlohmann::json> read_metrics(const std::string& path) {
