@@ -3,6 +3,8 @@
 // request has a deadline on the sender's side; every handler answers at once.
 //   (heartbeat_atom, worker_stats)            worker -> coordinator, no reply
 //   (leave_atom)                              worker -> coordinator: it is leaving
+//   (step_report)                             worker -> coordinator: a round is done here
+//   (applied_atom, step_tag, worker)          worker -> coordinator: the decision is applied
 //   (submit_atom, toml, source_name)  -> result_msg   ok: message = the job id
 //   (status_atom)                     -> std::string  the cluster as JSON
 //   (job_status_atom, job_id)         -> std::string  one job as JSON ({} when unknown)
@@ -23,5 +25,7 @@ using job_status_atom = caf::atom_constant<caf::atom("jobstatus")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using applied_atom = caf::atom_constant<caf::atom("applied")>;
+using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
 
 }  // namespace glam

@@ -8,10 +8,12 @@
 
 #include <caf/meta/type_name.hpp>
 
+#include "model/units.hpp"
+
 namespace glam {
 
 // Bumped on every incompatible change of any message below.
-inline constexpr std::uint32_t protocol_version = 1;
+inline constexpr std::uint32_t protocol_version = 2;
 
 // What must match for two processes to compute the same bits (design.md section 3).
 struct build_fingerprint {
@@ -129,11 +131,48 @@ struct job_plan {
   step_tag tag;  // step = the step the job resumes from
   std::string config_toml;
   std::vector<unit_assignment> placement;
+  std::int64_t inject_nonfinite_step = -1;  // fault injection for tests
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_plan& x) {
-  return f(caf::meta::type_name("glam_jobplan"), x.tag, x.config_toml, x.placement);
+  return f(caf::meta::type_name("glam_jobplan"), x.tag, x.config_toml, x.placement, x.inject_nonfinite_step);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, loss_parts& x) {
+  return f(caf::meta::type_name("glam_lossparts"), x.cross_entropy_sum, x.aux_sum, x.z_sum, x.tokens,
+           x.tokens_per_expert, x.dropped);
+}
+
+// A worker's report of one round (a training step or a validation batch): every hosted
+// shard's loss parts, and whether every hosted unit's gradients are finite. The
+// coordinator combines the shards' parts in shard order. error: the round failed here.
+struct shard_loss {
+  std::int64_t shard = 0;
+  loss_parts parts;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shard_loss& x) {
+  return f(caf::meta::type_name("glam_shardloss"), x.shard, x.parts);
+}
+
+struct step_report {
+  step_tag tag;
+  std::string worker;
+  std::int64_t step = 0;  // the round: training step k, or -1 - i for validation batch i
+  bool train = true;
+  bool finite = true;
+  std::int64_t tokens_computed = 0;  // rows this worker's units computed in the round
+  std::vector<shard_loss> shards;
+  std::string error;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, step_report& x) {
+  return f(caf::meta::type_name("glam_report"), x.tag, x.worker, x.step, x.train, x.finite, x.tokens_computed,
+           x.shards, x.error);
 }
 
 }  // namespace glam

@@ -20,6 +20,9 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<unit_assignment>("glam_assign");
   cfg.add_message_type<job_plan>("glam_jobplan");
   cfg.add_message_type<tensor_chunk>("glam_chunk");
+  cfg.add_message_type<loss_parts>("glam_lossparts");
+  cfg.add_message_type<shard_loss>("glam_shardloss");
+  cfg.add_message_type<step_report>("glam_report");
 }
 
 runtime_config::runtime_config(const runtime_options& o) {

@@ -5,7 +5,15 @@
 //   (release_atom, step_tag)     -> result_msg    coordinator: drop the job's units
 //                                                 (tag.epoch fences a stale release)
 //   (ping_atom)                  -> worker_stats  anyone admitted: liveness and counters
-//   (tensor_chunk)                                peers: a chunk of a token batch
+//   (tensor_chunk)                                peers: a chunk of a step's exchange
+//                                                 (worker/step_engine.hpp says which)
+//   (begin_atom, step_tag, bool train)            coordinator: run round tag.step (a
+//                                                 training step, or validation batch
+//                                                 -1 - tag.step when !train); the worker
+//                                                 answers with a step_report
+//   (finish_atom, step_tag, bool apply)           coordinator: apply the step's update or
+//                                                 skip it; the worker confirms with
+//                                                 (applied_atom, step_tag, name)
 //   (shutdown_atom)              -> result_msg    local only: leave and quit
 #include <caf/atom.hpp>
 
@@ -17,5 +25,7 @@ namespace glam {
 using host_atom = caf::atom_constant<caf::atom("host")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
+using begin_atom = caf::atom_constant<caf::atom("begin")>;
+using finish_atom = caf::atom_constant<caf::atom("finish")>;
 
 }  // namespace glam

@@ -16,6 +16,9 @@ void add_coordinator_command(CLI::App& app) {
   sub->add_option("--heartbeat-timeout-ms", *timeout_ms, "A worker silent this long counts as dead")
       ->capture_default_str()
       ->check(CLI::Range(100, 600000));
+  sub->add_option("--random-placement", o->random_placement_seed,
+                  "Testing: place units by a random draw from this seed instead of the planner")
+      ->group("");
   sub->callback([o, timeout_ms] {
     o->heartbeat_timeout = std::chrono::milliseconds(*timeout_ms);
     int rc = run_coordinator(*o);

@@ -249,6 +249,16 @@ class section_reader {
     out = v->get();
   }
 
+  void get_bool(const char* key, bool& out) const {
+    const toml::node* n = find(key, false, "true or false");
+    if (!n) return;
+    const auto* v = n->as_boolean();
+    if (!v)
+      fail(key_name(key) + " = " + describe_value(*n) + " has the wrong type: it is " +
+           type_name(*n) + ", expected true or false");
+    out = v->get();
+  }
+
   template <class Enum>
   void get_enum(const char* key, Enum& out,
                 std::initializer_list<std::pair<const char*, Enum>> choices) const {
@@ -435,8 +445,9 @@ config parse_config_string(const std::string& toml_text, const std::string& sour
   train.get_int("eval_batches", t.eval_batches, r_eval_batches);
 
   const section_reader data(source_name, "data", section_table(root, "data", top));
-  data.refuse_unknown_keys({"dir"});
+  data.refuse_unknown_keys({"dir", "synthetic"});
   data.get_string("dir", c.data.dir);
+  data.get_bool("synthetic", c.data.synthetic);
 
   const section_reader cluster(source_name, "cluster", section_table(root, "cluster", top));
   cluster.refuse_unknown_keys({"shards"});
@@ -544,7 +555,8 @@ std::string to_toml(const config& c) {
      << "eval_every = " << i(c.train.eval_every) << "\n"
      << "eval_batches = " << i(c.train.eval_batches) << "\n\n";
   os << "[data]\n"
-     << "dir = " << quote(c.data.dir) << "\n\n";
+     << "dir = " << quote(c.data.dir) << "\n"
+     << "synthetic = " << (c.data.synthetic ? "true" : "false") << "\n\n";
   os << "[cluster]\n"
      << "shards = " << i(c.cluster.shards) << "\n\n";
   os << "[fault]\n"

@@ -53,6 +53,9 @@ struct train_config {
 
 struct data_config {
   std::string dir = "demo/data";
+  // Uniform random tokens from (seed, step, shard) instead of data.dir: for benchmarks,
+  // where only the shapes matter.
+  bool synthetic = false;
 };
 
 struct cluster_config {

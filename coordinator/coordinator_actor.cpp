@@ -7,7 +7,9 @@
 #include "actors/fingerprint.hpp"
 #include "actors/worker_protocol.hpp"
 #include "configs/config.hpp"
+#include "configs/plan.hpp"
 #include "coordinator/placement.hpp"
+#include "model/metrics.hpp"
 
 namespace glam {
 
@@ -20,29 +22,96 @@ std::string sender_node(self_ptr self) {
   return s ? caf::to_string(s->node()) : std::string();
 }
 
+// Members are known by their actor (embedded workers share one node).
+std::string sender_actor(self_ptr self) {
+  auto& s = self->current_sender();
+  return s ? caf::to_string(s->address()) : std::string();
+}
+
 // Every handler but the handshake starts here: messages from nodes that have not proved
 // the secret are dropped and counted.
 bool admitted(self_ptr self) { return self->state.gate->admit_or_count(sender_node(self)); }
 
-void fail_job(self_ptr self, job_record& j, const std::string& why, job_state st = job_state::failed) {
+// Ends the job (finished, failed or stopped) and releases its units.
+void end_job(self_ptr self, job_record& j, const std::string& why, job_state st) {
   auto& s = self->state;
   j.state = st;
   j.error = why;
   s.jobs->persist();
-  spdlog::warn("job {} {}: {}", j.id, to_string(st), why);
+  if (s.run && s.run->id == j.id) s.run.reset();
+  if (st == job_state::finished)
+    spdlog::info("job {} finished: {} steps, loss {:.6f}", j.id, j.step, j.loss);
+  else
+    spdlog::warn("job {} {}: {}", j.id, to_string(st), why);
   // Release the job's units on the workers still alive; the epoch fences stale messages.
   step_tag tag{j.id, j.step, s.jobs->epoch()};
   for (auto& [name, h] : s.handles) {
     self->request(h, s.opts.request_timeout, release_atom::value, tag).then([](const result_msg&) {});
     s.hosted[name].clear();
   }
+  if (s.opts.on_job_end) s.opts.on_job_end(j);
+}
+
+void fail_job(self_ptr self, job_record& j, const std::string& why, job_state st = job_state::failed) {
+  end_job(self, j, why, st);
+}
+
+// Orders the driver's current round from every worker hosting units, with a deadline.
+void start_round(self_ptr self) {
+  auto& s = self->state;
+  auto& r = *s.run;
+  auto* j = s.jobs->find(r.id);
+  if (r.driver->finished()) return end_job(self, *j, {}, job_state::finished);
+  const auto round = r.driver->current();
+  const step_tag tag{r.id, round.wire(), s.jobs->epoch()};
+  for (const auto& a : r.plan.placement)
+    if (auto h = s.handles.find(a.worker); h != s.handles.end()) self->send(h->second, begin_atom::value, tag, round.train);
+  r.round_start = runtime_clock::now();
+  self->delayed_send(self, s.opts.step_timeout, deadline_atom::value, r.id, ++r.round_serial);
+}
+
+// Every worker reported (and, for a training step, applied the decision): commit the
+// round, record the step's metrics once it is complete, and go on.
+void complete_round(self_ptr self) {
+  auto& s = self->state;
+  auto& r = *s.run;
+  const double seconds = std::chrono::duration<double>(runtime_clock::now() - r.round_start).count();
+  if (auto done = r.driver->next(seconds)) {
+    auto* j = s.jobs->find(r.id);
+    const auto& m = done->metrics;
+    j->step = r.driver->steps_done();
+    j->loss = m.loss.loss;
+    j->tokens_per_s = done->seconds > 0 ? double(m.tokens) / done->seconds : 0;
+    auto line = step_metrics_json(m, done->seconds, r.flops_per_token, s.opts.sgemm_flops, done->val_loss);
+    s.jobs->append_metrics(j->id, line.dump());
+    s.jobs->persist();
+    spdlog::info("job {} step {}: loss {:.6f}, aux {:.6f}, {:.0f} tokens/s{}{}", j->id, m.step, m.loss.loss,
+                 m.loss.aux, j->tokens_per_s, m.skipped ? ", skipped (gradients not finite)" : "",
+                 done->val_loss ? fmt::format(", val_loss {:.6f}", *done->val_loss) : std::string());
+    if (s.opts.on_step) s.opts.on_step(*j, line);
+  }
+  start_round(self);
+}
+
+// The step message of the running job, current epoch; anything else is dropped and counted.
+running_job* current_run(self_ptr self, const step_tag& tag) {
+  auto& s = self->state;
+  if (!admitted(self)) return nullptr;
+  if (!s.run || !s.run->driver || tag.job != s.run->id || tag.epoch != s.jobs->epoch()) {
+    ++s.dropped_stale;
+    return nullptr;
+  }
+  return s.run.get();
 }
 
 void worker_lost(self_ptr self, const member& m, const std::string& how) {
   auto& s = self->state;
-  s.handles.erase(m.name);
+  if (auto h = s.handles.find(m.name); h != s.handles.end()) {
+    // A remote worker's node must prove the secret again; our own node stays admitted.
+    if (h->second.node() != self->system().node()) s.gate->revoke(caf::to_string(h->second.node()));
+    s.handles.erase(h);
+  }
   s.hosted.erase(m.name);
-  s.gate->revoke(m.node);
   spdlog::warn("membership: worker {} ({}:{}) {}; {} workers left", m.name, m.host, m.port, how,
                s.members.size());
   if (auto* j = s.jobs->active(); j && j->state == job_state::running) {
@@ -71,14 +140,24 @@ void try_start(self_ptr self) {
     caps.push_back({m->name, m->host, m->port, m->stats.gflops > 0 ? m->stats.gflops : 1.0, 0});
   std::vector<unit_assignment> placement;
   try {
-    placement = place_units(caps, c.cluster.shards, c.model.experts, unit_costs{});
+    placement = s.opts.random_placement_seed != 0
+                    ? random_placement(caps, c.cluster.shards, c.model.experts, s.opts.random_placement_seed)
+                    : place_units(caps, c.cluster.shards, c.model.experts, unit_costs{});
   } catch (const std::exception& e) {
     fail_job(self, *j, e.what());
     return;
   }
   j->state = job_state::running;
+  // Until checkpoints, a job (re)starts from its initial parameters.
+  j->step = 0;
   s.jobs->persist();
-  job_plan plan{{j->id, j->step, s.jobs->epoch()}, j->config_toml, placement};
+  job_plan plan{{j->id, j->step, s.jobs->epoch()}, j->config_toml, placement, s.opts.inject_nonfinite_step};
+  s.run = std::make_unique<running_job>();
+  s.run->id = j->id;
+  s.run->cfg = c;
+  s.run->plan = plan;
+  s.run->flops_per_token = double(make_plan(c, 1).flops_per_token_train);
+  for (const auto& a : placement) s.run->waiting_hosts.insert(a.worker);
   for (const auto& a : placement) {
     std::string units;
     auto& hosted = s.hosted[a.worker];
@@ -95,9 +174,17 @@ void try_start(self_ptr self) {
     self->request(h->second, 2 * s.opts.request_timeout, host_atom::value, plan)
         .then(
             [self, id, worker](const result_msg& r) {
-              auto* jj = self->state.jobs->find(id);
-              if (!r.ok && jj && !is_final(jj->state))
-                fail_job(self, *jj, "worker " + worker + " cannot host its units: " + r.message);
+              auto& s = self->state;
+              auto* jj = s.jobs->find(id);
+              if (!jj || is_final(jj->state) || !s.run || s.run->id != id) return;
+              if (!r.ok) return fail_job(self, *jj, "worker " + worker + " cannot host its units: " + r.message);
+              s.run->waiting_hosts.erase(worker);
+              if (!s.run->waiting_hosts.empty() || s.run->driver) return;
+              std::vector<std::string> workers;
+              for (const auto& a : s.run->plan.placement) workers.push_back(a.worker);
+              s.run->driver = std::make_unique<step_driver>(s.run->cfg, workers, jj->step);
+              spdlog::info("job {}: every unit hosted; training from step {}", id, jj->step);
+              start_round(self);
             },
             [self, id, worker](const caf::error& e) {
               auto* jj = self->state.jobs->find(id);
@@ -169,8 +256,7 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
       s.jobs->bump_epoch();
     }
   self->set_down_handler([self](const caf::down_msg& dm) {
-    auto node = dm.source ? caf::to_string(dm.source.node()) : std::string();
-    auto m = self->state.members.remove_node(node);
+    auto m = self->state.members.remove_node(caf::to_string(dm.source));
     if (!m.name.empty()) worker_lost(self, m, "went down (" + self->system().render(dm.reason) + ")");
   });
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view&) -> caf::result<caf::message> {
@@ -207,7 +293,8 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
           return {false, "wrong cluster secret: give the coordinator's secret with --secret-file"};
         }
         if (hello.role != "worker") return {true, "authenticated"};
-        auto why = s.members.add(hello.name, node, hello.listen_host, hello.listen_port, runtime_clock::now());
+        auto why = s.members.add(hello.name, sender_actor(self), hello.listen_host, hello.listen_port,
+                                 runtime_clock::now());
         if (!why.empty()) {
           s.gate->revoke(node);
           return {false, why};
@@ -222,11 +309,11 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
       },
       [self](heartbeat_atom, const worker_stats& st) {
         if (!admitted(self)) return;
-        self->state.members.heartbeat(sender_node(self), st, runtime_clock::now());
+        self->state.members.heartbeat(sender_actor(self), st, runtime_clock::now());
       },
       [self](leave_atom) {
         if (!admitted(self)) return;
-        auto m = self->state.members.remove_node(sender_node(self));
+        auto m = self->state.members.remove_node(sender_actor(self));
         if (!m.name.empty()) worker_lost(self, m, "left");
       },
       [self](tick_atom) {
@@ -236,6 +323,43 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
                       "stopped answering (no heartbeat for " + std::to_string(s.opts.heartbeat_timeout.count()) +
                           " ms)");
         self->delayed_send(self, s.opts.tick, tick_atom::value);
+      },
+      [self](const step_report& rep) {
+        auto& s = self->state;
+        auto* r = current_run(self, rep.tag);
+        if (!r) return;
+        auto* j = s.jobs->find(r->id);
+        if (!rep.error.empty())
+          return fail_job(self, *j, "worker " + rep.worker + " failed at step " + std::to_string(rep.tag.step) + ": " +
+                                        rep.error);
+        if (auto why = r->driver->add_report(rep); !why.empty()) {
+          spdlog::warn("job {}: dropped {}", r->id, why);
+          ++s.dropped_stale;
+          return;
+        }
+        if (!r->driver->all_reported()) return;
+        if (!r->driver->current().train) return complete_round(self);
+        const bool apply = r->driver->apply();
+        for (const auto& a : r->plan.placement)
+          if (auto h = s.handles.find(a.worker); h != s.handles.end())
+            self->send(h->second, finish_atom::value, rep.tag, apply);
+      },
+      [self](applied_atom, const step_tag& tag, const std::string& worker) {
+        auto* r = current_run(self, tag);
+        if (!r || tag.step != r->driver->current().wire()) return;
+        if (auto why = r->driver->add_applied(worker); !why.empty()) {
+          spdlog::warn("job {}: dropped {}", r->id, why);
+          return;
+        }
+        if (r->driver->all_applied()) complete_round(self);
+      },
+      [self](deadline_atom, const std::string& id, std::int64_t serial) {
+        auto& s = self->state;
+        if (!s.run || s.run->id != id || serial != s.run->round_serial) return;
+        auto* j = s.jobs->find(id);
+        fail_job(self, *j,
+                 "step " + std::to_string(s.run->driver->current().wire()) + " did not complete within " +
+                     std::to_string(s.opts.step_timeout.count()) + " ms; the last checkpoint is kept");
       },
       [self](submit_atom, const std::string& toml, const std::string& source) -> result_msg {
         if (!admitted(self)) return {false, "not authenticated"};

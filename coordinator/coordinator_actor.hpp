@@ -3,17 +3,21 @@
 // short and call the plain parts (auth_gate, membership, job_table, placement); it never
 // computes, so it always answers heartbeats, status and stop at once.
 #include <chrono>
+#include <functional>
+#include <set>
 #include <map>
 #include <memory>
 #include <string>
 
 #include <caf/stateful_actor.hpp>
+#include <nlohmann/json.hpp>
 
 #include "actors/auth_gate.hpp"
 #include "actors/front_door.hpp"
 #include "actors/coordinator_protocol.hpp"
 #include "coordinator/job_table.hpp"
 #include "coordinator/membership.hpp"
+#include "coordinator/step_driver.hpp"
 
 namespace glam {
 
@@ -27,6 +31,32 @@ struct coordinator_options {
   std::chrono::milliseconds heartbeat_timeout{3000};
   std::chrono::milliseconds request_timeout{10000};
   std::chrono::milliseconds tick{200};
+  // A round (step or validation batch) that takes longer fails the job, naming the
+  // workers that did not report.
+  std::chrono::milliseconds step_timeout{300000};
+  // The sgemm rate the MFU of the metrics is measured against (0: not measured, no MFU).
+  double sgemm_flops = 0;
+  // Testing: seeded random placements (0: the planner's).
+  std::uint64_t random_placement_seed = 0;
+  // Fault injection for tests: every job's gradients are poisoned at this step.
+  std::int64_t inject_nonfinite_step = -1;
+  // Called with every committed step's metrics line (embedded mode prints progress).
+  std::function<void(const job_record&, const nlohmann::json&)> on_step;
+  // Called when a job ends (finished, failed or stopped).
+  std::function<void(const job_record&)> on_job_end;
+};
+
+// The job being trained: its plan, the workers still to confirm their units, and the
+// step driver once they all have.
+struct running_job {
+  std::string id;
+  config cfg;
+  job_plan plan;
+  std::set<std::string> waiting_hosts;
+  std::unique_ptr<step_driver> driver;
+  double flops_per_token = 0;
+  runtime_clock::time_point round_start;
+  std::int64_t round_serial = 0;  // tells a round's deadline from a later round's
 };
 
 struct coordinator_state {
@@ -38,6 +68,7 @@ struct coordinator_state {
   std::map<std::string, caf::actor> handles;         // worker name -> its actor
   std::map<std::string, std::vector<std::string>> hosted;  // worker name -> unit names
   std::int64_t dropped_stale = 0;
+  std::unique_ptr<running_job> run;
   coordinator_options opts;
 };
 

@@ -31,6 +31,7 @@ int run_coordinator(const coordinator_daemon_options& o) {
   co.state_dir = o.state_dir;
   co.secret = secret;
   co.heartbeat_timeout = o.heartbeat_timeout;
+  co.random_placement_seed = o.random_placement_seed;
   co.listen = host;
   co.door = std::make_shared<std::unique_ptr<front_door>>();
   auto coord = sys.spawn(coordinator_actor, co);

@@ -10,6 +10,8 @@ struct coordinator_daemon_options {
   std::string state_dir;
   std::string secret_file;  // empty: STATE/secret, created (0600) when missing
   std::chrono::milliseconds heartbeat_timeout{3000};
+  // Testing: place units by a seeded random draw instead of the planner (0: planner).
+  std::uint64_t random_placement_seed = 0;
 };
 
 // Runs until SIGTERM/SIGINT; returns the exit code (0 on a clean stop). Prints

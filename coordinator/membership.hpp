@@ -15,7 +15,7 @@ using runtime_clock = std::chrono::steady_clock;
 
 struct member {
   std::string name;
-  std::string node;  // CAF node id, as text
+  std::string node;  // the worker actor (CAF node and actor id), as text
   std::string host;
   std::uint16_t port = 0;
   worker_stats stats;

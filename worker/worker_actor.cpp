@@ -27,8 +27,21 @@ bool admitted(self_ptr self) { return self->state.gate->admit_or_count(sender_no
 
 bool is_local(self_ptr self) { return sender_node(self) == caf::to_string(self->system().node()); }
 
+// A step order for the hosted job, from the coordinator, of the current epoch.
+bool from_coordinator(self_ptr self, const step_tag& tag) {
+  auto& s = self->state;
+  if (!admitted(self) || !s.coordinator || sender_node(self) != caf::to_string(s.coordinator.node())) return false;
+  if (tag.epoch < s.epoch || !s.hosting || tag.job != s.plan.tag.job || !s.compute) {
+    ++s.stats.dropped_stale_epoch;
+    return false;
+  }
+  return true;
+}
+
 worker_stats current_stats(self_ptr self) {
   auto st = self->state.stats;
+  st.tokens_computed = self->state.counters->tokens_computed;
+  st.bytes_sent = self->state.counters->bytes_sent;
   st.peers = static_cast<std::int64_t>(self->state.peers.size());
   st.name = self->state.opts.name;
   st.memory_bytes = resident_bytes();
@@ -49,6 +62,31 @@ void finish_registration(self_ptr self, result_msg r) {
 }
 
 
+void stop_compute(self_ptr self) {
+  auto& s = self->state;
+  if (s.compute) self->send_exit(s.compute, caf::exit_reason::user_shutdown);
+  s.compute = caf::actor();
+}
+
+// The plan's units go to a compute actor of their own thread, which learns the peers'
+// actors by worker number.
+void start_compute(self_ptr self) {
+  auto& s = self->state;
+  stop_compute(self);
+  compute_options co{s.opts.name, s.plan, s.coordinator, s.counters};
+  s.compute = self->system().spawn<caf::detached>(compute_actor, co);
+  // The compute thread ends with this actor, whatever ends it.
+  self->attach_functor([compute = s.compute.address()](const caf::error&) {
+    caf::anon_send_exit(compute, caf::exit_reason::user_shutdown);
+  });
+  std::vector<caf::actor> peers;
+  for (const auto& a : s.plan.placement) {
+    auto p = s.peers.find(a.worker);
+    peers.push_back(p == s.peers.end() ? caf::actor() : p->second.handle);
+  }
+  self->send(s.compute, peers_atom::value, std::move(peers));
+}
+
 // Answers the coordinator's host request once every peer of the plan is connected, or
 // with the first failure.
 void check_host_done(self_ptr self) {
@@ -61,6 +99,7 @@ void check_host_done(self_ptr self) {
   }
   for (const auto& [name, address] : s.expected_peers)
     if (!s.peers.count(name)) return;
+  start_compute(self);
   s.host_promise.deliver(result_msg{true, "hosting"});
 }
 
@@ -72,6 +111,12 @@ void connect_peer(self_ptr self, const unit_assignment& a, std::function<void(st
   const auto address = a.host + ":" + std::to_string(a.port);
   auto known = s.peers.find(a.worker);
   if (known != s.peers.end() && known->second.address == address) return done({});
+  if (s.opts.local_peers) {
+    auto local = s.opts.local_peers->find(a.worker);
+    if (local == s.opts.local_peers->end()) return done("no local worker named " + a.worker);
+    s.peers[a.worker] = {address, local->second};
+    return done({});
+  }
   auto timeout = s.opts.request_timeout / 2;
   auto name = a.worker;
   auto fail = [self, name, address, done](const caf::error& e) {
@@ -255,7 +300,7 @@ caf::behavior worker_actor(self_ptr self, worker_options opts) {
         for (const auto& a : plan.placement)
           if (a.worker != s.opts.name) s.expected_peers[a.worker] = a.host + ":" + std::to_string(a.port);
         for (const auto& a : plan.placement)
-          if (a.worker > s.opts.name)
+          if (a.worker > s.opts.name || (s.opts.local_peers && a.worker != s.opts.name))
             connect_peer(self, a, [self](std::string why) {
               auto& st = self->state;
               if (!why.empty() && st.host_failure.empty()) st.host_failure = why;
@@ -283,17 +328,31 @@ caf::behavior worker_actor(self_ptr self, worker_options opts) {
           return {false, "stale epoch " + std::to_string(tag.epoch)};
         }
         s.epoch = tag.epoch;
-        if (s.hosting && s.plan.tag.job == tag.job) s.hosting = false;
+        if (s.hosting && s.plan.tag.job == tag.job) {
+          s.hosting = false;
+          stop_compute(self);
+        }
         return {true, "released"};
       },
       [self](const tensor_chunk& c) {
         auto& s = self->state;
         if (!admitted(self)) return;
-        if (c.tag.epoch < s.epoch) {
+        s.stats.bytes_received += static_cast<std::int64_t>(c.data.size() * sizeof(float));
+        if (c.tag.epoch < s.epoch || !s.hosting || c.tag.job != s.plan.tag.job) {
           ++s.stats.dropped_stale_epoch;
           return;
         }
-        s.stats.bytes_received += static_cast<std::int64_t>(c.data.size() * sizeof(float));
+        // The sender must be the peer its worker number names.
+        if (c.from < 0 || static_cast<std::size_t>(c.from) >= s.plan.placement.size()) return;
+        auto p = s.peers.find(s.plan.placement[static_cast<std::size_t>(c.from)].worker);
+        if (p == s.peers.end() || caf::to_string(p->second.handle.node()) != sender_node(self)) return;
+        self->send(s.compute, c);
+      },
+      [self](begin_atom a, const step_tag& tag, bool train) {
+        if (from_coordinator(self, tag)) self->send(self->state.compute, a, tag, train);
+      },
+      [self](finish_atom a, const step_tag& tag, bool apply) {
+        if (from_coordinator(self, tag)) self->send(self->state.compute, a, tag, apply);
       },
       [self](shutdown_atom) -> result_msg {
         if (!is_local(self)) {

@@ -11,6 +11,7 @@
 
 #include "actors/auth_gate.hpp"
 #include "actors/worker_protocol.hpp"
+#include "worker/compute_actor.hpp"
 
 namespace glam {
 
@@ -24,6 +25,9 @@ struct worker_options {
   std::uint16_t listen_port = 0;
   std::chrono::milliseconds heartbeat{500};
   std::chrono::milliseconds request_timeout{10000};
+  // Embedded mode (glam train --workers N): the other workers of this process by name.
+  // They are reached by local messages instead of a connection to their address.
+  std::shared_ptr<std::map<std::string, caf::actor>> local_peers;
 };
 
 struct worker_state {
@@ -49,6 +53,9 @@ struct worker_state {
   caf::response_promise host_promise;
   std::map<std::string, std::string> expected_peers;  // name -> address
   std::string host_failure;
+  // The hosted units of the job, on a thread of their own (compute_actor.hpp).
+  caf::actor compute;
+  std::shared_ptr<compute_counters> counters = std::make_shared<compute_counters>();
 };
 
 // (host_atom, job_plan) answers once every other worker of the plan is connected and

@@ -20,7 +20,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const std::string glam_bin = GLAM_BINARY;
 
 int connect_raw(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

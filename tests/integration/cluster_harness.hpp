@@ -11,10 +11,13 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace glam::test {
 
@@ -128,5 +131,90 @@ inline void write_file(const std::string& path, const std::string& text, mode_t 
   std::ofstream(path) << text;
   ::chmod(path.c_str(), mode);
 }
+
+using namespace std::chrono_literals;
+
+inline const std::string glam_bin = GLAM_BINARY;
+
+// A job that trains until stopped: tiny, on synthetic tokens.
+inline const char* tiny_job = R"(name = "tiny"
+[model]
+vocab_size = 256
+layers = 2
+d_model = 16
+d_ff = 32
+heads = 2
+d_head = 8
+experts = 4
+seq_len = 16
+[train]
+steps = 1000000
+[data]
+synthetic = true
+[cluster]
+shards = 2
+)";
+
+// A coordinator on a free loopback port with its own state directory, and the workers
+// and clients started against it.
+struct cluster {
+  std::string dir;
+  std::vector<std::string> env;
+  std::unique_ptr<process> coordinator;
+  std::vector<std::unique_ptr<process>> workers;
+  int port = 0;
+
+  explicit cluster(const std::string& tag, int heartbeat_timeout_ms = 3000, std::uint64_t placement_seed = 0)
+      : dir(fresh_dir(tag)) {
+    env = {"HOME=" + dir};  // the secret's locator goes under the test's own HOME
+    std::vector<std::string> args{glam_bin, "coordinator", "--listen", "127.0.0.1:0", "--state", dir + "/state",
+                                  "--heartbeat-timeout-ms", std::to_string(heartbeat_timeout_ms)};
+    if (placement_seed != 0) {
+      args.push_back("--random-placement");
+      args.push_back(std::to_string(placement_seed));
+    }
+    coordinator = std::make_unique<process>(args, dir, "coordinator", env);
+    port = coordinator->wait_port();
+  }
+  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port); }
+  process& add_worker(const std::string& name, std::vector<std::string> extra_env = {},
+                      std::vector<std::string> extra_args = {}) {
+    auto e = env;
+    e.insert(e.end(), extra_env.begin(), extra_env.end());
+    std::vector<std::string> args{glam_bin, "worker", "--coordinator", endpoint(), "--name", name,
+                                  "--listen", "127.0.0.1:0", "--heartbeat-ms", "200"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    workers.push_back(std::make_unique<process>(args, dir, "worker-" + name, e));
+    return *workers.back();
+  }
+  std::pair<int, std::string> client(std::vector<std::string> args) {
+    std::vector<std::string> full{glam_bin};
+    full.insert(full.end(), args.begin(), args.end());
+    return run(full, dir, 30s, env);
+  }
+  nlohmann::json status() {
+    auto [rc, out] = client({"status", "--coordinator", endpoint(), "--json"});
+    if (rc != 0) return {};
+    auto first = out.find('{');
+    return first == std::string::npos ? nlohmann::json{} : nlohmann::json::parse(out.substr(first));
+  }
+  // Polls status until pred holds (bounded).
+  template <class Pred>
+  nlohmann::json wait_status(Pred pred, std::chrono::milliseconds timeout = 15s) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    nlohmann::json s;
+    while (std::chrono::steady_clock::now() < end) {
+      s = status();
+      if (!s.empty() && pred(s)) return s;
+      std::this_thread::sleep_for(200ms);
+    }
+    return s;
+  }
+  ~cluster() {
+    workers.clear();
+    coordinator.reset();
+    fs::remove_all(dir);
+  }
+};
 
 }  // namespace glam::test

@@ -34,7 +34,9 @@ d_head = 8
 experts = 4
 seq_len = 16
 [train]
-steps = 5
+steps = 1000000
+[data]
+synthetic = true
 [cluster]
 shards = 3
 )";

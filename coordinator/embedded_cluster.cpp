@@ -1,0 +1,74 @@
+#include "coordinator/embedded_cluster.hpp"
+
+#include <future>
+
+#include <caf/all.hpp>
+
+#include "actors/runtime_config.hpp"
+#include "actors/security.hpp"
+#include "coordinator/coordinator_actor.hpp"
+#include "worker/worker_actor.hpp"
+
+namespace glam {
+
+job_record run_embedded_job(const std::string& config_toml, const std::string& source, const embedded_options& o) {
+  if (o.workers < 1) throw std::invalid_argument("--workers " + std::to_string(o.workers) + ": give at least 1");
+  runtime_options ro;
+  runtime_config cfg(ro);
+  caf::actor_system sys{cfg};
+  const auto secret = random_hex(32);
+
+  std::promise<job_record> ended;
+  auto ended_once = std::make_shared<std::once_flag>();
+  coordinator_options co;
+  co.state_dir = o.state_dir;
+  co.secret = secret;
+  co.listen = "embedded";
+  co.sgemm_flops = o.sgemm_flops;
+  co.inject_nonfinite_step = o.inject_nonfinite_step;
+  co.on_step = o.on_step;
+  co.on_job_end = [&ended, ended_once](const job_record& j) {
+    std::call_once(*ended_once, [&] { ended.set_value(j); });
+  };
+  auto coordinator = sys.spawn(coordinator_actor, co);
+
+  auto local_peers = std::make_shared<std::map<std::string, caf::actor>>();
+  std::vector<caf::actor> workers;
+  for (int i = 0; i < o.workers; ++i) {
+    worker_options wo;
+    wo.name = "worker-" + std::to_string(i);
+    wo.secret = secret;
+    wo.listen_host = "embedded";
+    wo.local_peers = local_peers;
+    workers.push_back(sys.spawn(worker_actor, wo));
+    (*local_peers)[wo.name] = workers.back();
+  }
+  auto shutdown = [&] {
+    for (auto& w : workers) caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(coordinator, caf::exit_reason::user_shutdown);
+  };
+
+  caf::scoped_actor self{sys};
+  std::string failure;
+  // Embedded workers are reached by local messages; their "address" is their number.
+  for (std::size_t i = 0; i < workers.size() && failure.empty(); ++i)
+    self->request(workers[i], std::chrono::seconds(30), register_atom::value, coordinator,
+                  static_cast<std::uint16_t>(i + 1))
+        .receive([&](const result_msg& r) { if (!r.ok) failure = r.message; },
+                 [&](const caf::error& e) { failure = sys.render(e); });
+  result_msg submitted;
+  if (failure.empty())
+    self->request(coordinator, std::chrono::seconds(30), submit_atom::value, config_toml, source)
+        .receive([&](const result_msg& r) { submitted = r; },
+                 [&](const caf::error& e) { submitted = {false, sys.render(e)}; });
+  if (!failure.empty() || !submitted.ok) {
+    shutdown();
+    throw std::runtime_error(failure.empty() ? "job refused: " + submitted.message
+                                             : "an embedded worker could not register: " + failure);
+  }
+  job_record result = ended.get_future().get();
+  shutdown();
+  return result;
+}
+
+}  // namespace glam

@@ -1,0 +1,91 @@
+#include "coordinator/step_driver.hpp"
+
+#include <algorithm>
+
+namespace glam {
+
+step_driver::step_driver(const config& c, std::vector<std::string> workers, std::int64_t first_step)
+    : cfg_(c), workers_(std::move(workers)), steps_done_(first_step) {
+  round_ = {first_step, true};
+  finished_ = first_step >= c.train.steps;
+}
+
+bool step_driver::eval_due(std::int64_t step) const {
+  const auto& t = cfg_.train;
+  return t.eval_every > 0 && t.eval_batches > 0 && ((step + 1) % t.eval_every == 0 || step + 1 == t.steps);
+}
+
+std::string step_driver::add_report(const step_report& r) {
+  if (finished_) return "the job has no round running";
+  if (r.step != round_.wire() || r.train != round_.train)
+    return "a report of round " + std::to_string(r.step) + " during round " + std::to_string(round_.wire());
+  if (std::find(workers_.begin(), workers_.end(), r.worker) == workers_.end())
+    return "a report from " + r.worker + ", which hosts none of the job's units";
+  if (reports_.count(r.worker)) return "a second report from " + r.worker;
+  reports_[r.worker] = r;
+  return {};
+}
+
+bool step_driver::apply() const {
+  return std::all_of(reports_.begin(), reports_.end(), [](const auto& r) { return r.second.finite; });
+}
+
+std::string step_driver::add_applied(const std::string& worker) {
+  if (!round_.train || !all_reported()) return "a confirmation before the decision";
+  if (std::find(workers_.begin(), workers_.end(), worker) == workers_.end())
+    return "a confirmation from " + worker + ", which hosts none of the job's units";
+  applied_.insert(worker);
+  return {};
+}
+
+std::optional<completed_step> step_driver::next(double round_seconds) {
+  const bool applied = apply();
+  // The shards' parts in shard order, whichever worker hosts them.
+  std::map<std::int64_t, loss_parts> by_shard;
+  for (const auto& [w, r] : reports_)
+    for (const auto& s : r.shards) by_shard[s.shard] = s.parts;
+  reports_.clear();
+  applied_.clear();
+
+  if (!round_.train) {
+    for (const auto& [s, p] : by_shard) {
+      val_ce_ += p.cross_entropy_sum;
+      val_tokens_ += double(p.tokens);
+    }
+    if (round_.step + 1 < cfg_.train.eval_batches) {
+      round_ = {round_.step + 1, false};
+      return std::nullopt;
+    }
+    pending_->val_loss = val_ce_ / val_tokens_;
+  } else {
+    completed_step done;
+    auto& m = done.metrics;
+    std::vector<loss_parts> parts;
+    for (const auto& [s, p] : by_shard) parts.push_back(p);
+    m.step = round_.step;
+    m.loss = combine_losses(cfg_, parts);
+    m.skipped = !applied;
+    m.tokens_per_expert.assign(static_cast<std::size_t>(cfg_.model.experts), 0);
+    for (const auto& p : parts) {
+      m.tokens += p.tokens;
+      m.dropped += p.dropped;
+      for (std::size_t e = 0; e < p.tokens_per_expert.size() && e < m.tokens_per_expert.size(); ++e)
+        m.tokens_per_expert[e] += p.tokens_per_expert[e];
+    }
+    done.seconds = round_seconds;
+    pending_ = done;
+    steps_done_ = round_.step + 1;
+    if (eval_due(round_.step)) {
+      val_ce_ = val_tokens_ = 0;
+      round_ = {0, false};
+      return std::nullopt;
+    }
+  }
+  auto out = std::move(pending_);
+  pending_.reset();
+  round_ = {steps_done_, true};
+  finished_ = steps_done_ >= cfg_.train.steps;
+  return out;
+}
+
+}  // namespace glam

@@ -1,0 +1,144 @@
+#include "worker/compute_actor.hpp"
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/coordinator_protocol.hpp"
+#include "data/dataset.hpp"
+#include "kernels/parallel.hpp"
+
+namespace glam {
+
+namespace {
+
+using self_ptr = caf::stateful_actor<compute_state>*;
+
+// Keeps the data set alive for the source that reads it.
+class owned_dataset_source : public token_source {
+ public:
+  owned_dataset_source(const config& c, dataset d) : data_(std::move(d)), source_(c, data_) {}
+  void train_batch(std::int64_t step, index shard, std::int32_t* out) const override {
+    source_.train_batch(step, shard, out);
+  }
+  void validation_batch(index batch, index shard, std::int32_t* out) const override {
+    source_.validation_batch(batch, shard, out);
+  }
+
+ private:
+  dataset data_;
+  dataset_source source_;
+};
+
+void report_failure(self_ptr self, const std::string& why) {
+  auto& s = self->state;
+  step_report r;
+  r.tag = s.tag;
+  r.worker = s.opts.worker_name;
+  r.step = s.tag.step;
+  r.error = why;
+  spdlog::error("worker {}: job {} step {}: {}", s.opts.worker_name, s.tag.job, s.tag.step, why);
+  self->send(s.opts.coordinator, r);
+}
+
+// Sends what the engine produced: tensors to peers (in chunks), the report to the
+// coordinator.
+void flush(self_ptr self) {
+  auto& s = self->state;
+  for (auto& out : s.engine->take_outbox()) {
+    const auto& peer = s.peers.at(static_cast<std::size_t>(out.to));
+    for (auto& chunk : split_tensor(out.value, s.tag, out.key.encode())) {
+      chunk.from = s.engine->self();
+      s.opts.counters->bytes_sent += static_cast<std::int64_t>(chunk.data.size() * sizeof(float));
+      self->send(peer, std::move(chunk));
+    }
+  }
+  if (auto r = s.engine->take_report()) {
+    r->tag = s.tag;
+    s.opts.counters->tokens_computed += r->tokens_computed;
+    self->send(s.opts.coordinator, std::move(*r));
+  }
+}
+
+template <class F>
+void guarded(self_ptr self, F&& f) {
+  try {
+    compute_guard lock(compute_mutex());
+    f();
+  } catch (const std::exception& e) {
+    report_failure(self, e.what());
+    return;
+  }
+  flush(self);
+}
+
+}  // namespace
+
+std::shared_ptr<const token_source> open_token_source(const config& c) {
+  if (c.data.synthetic) return std::make_shared<synthetic_source>(c);
+  dataset d = dataset::open(c.data.dir);
+  validate_against_data(c, d.vocab_size(), d.longest_trainable_sequence());
+  return std::make_shared<owned_dataset_source>(c, std::move(d));
+}
+
+caf::behavior compute_actor(self_ptr self, compute_options opts) {
+  auto& s = self->state;
+  s.opts = std::move(opts);
+  s.tag = s.opts.plan.tag;
+  try {
+    const config c = parse_config_string(s.opts.plan.config_toml, s.opts.plan.tag.job);
+    auto layout = step_layout::from_placement(s.opts.plan.placement, c.cluster.shards, c.model.experts);
+    int me = -1;
+    for (std::size_t w = 0; w < layout.workers.size(); ++w)
+      if (layout.workers[w] == s.opts.worker_name) me = static_cast<int>(w);
+    if (me < 0) throw std::runtime_error("the job's placement does not name this worker");
+    s.data = open_token_source(c);
+    compute_guard lock(compute_mutex());
+    s.engine = std::make_unique<step_engine>(c, layout, me, s.data);
+    if (s.opts.plan.inject_nonfinite_step >= 0) s.engine->inject_nonfinite_gradient_at(s.opts.plan.inject_nonfinite_step);
+  } catch (const std::exception& e) {
+    s.error = std::string("cannot host the job's units: ") + e.what();
+  }
+  return {
+      [self](peers_atom, std::vector<caf::actor> peers) { self->state.peers = std::move(peers); },
+      [self](begin_atom, const step_tag& tag, bool train) {
+        auto& s = self->state;
+        s.tag = tag;
+        if (!s.error.empty()) return report_failure(self, s.error);
+        // Chunks of rounds before this one can no longer complete anything.
+        for (auto i = s.assembling.begin(); i != s.assembling.end();)
+          i = std::get<0>(i->first) == tag.step ? std::next(i) : s.assembling.erase(i);
+        guarded(self, [&] { s.engine->begin(train ? tag.step : -1 - tag.step, train); });
+      },
+      [self](tensor_chunk& c) {
+        auto& s = self->state;
+        if (!s.engine) return;
+        const auto key = exchange_key::decode(c.tensor_id);
+        if (!key) return report_failure(self, "a tensor with an invalid exchange id from worker " + std::to_string(c.from));
+        const auto id = std::make_tuple(c.tag.step, static_cast<int>(c.from), c.tensor_id);
+        auto& a = s.assembling[id];
+        const auto step = c.tag.step;
+        const int from = c.from;
+        if (auto why = a.add(std::move(c)); !why.empty()) {
+          s.assembling.erase(id);
+          return report_failure(self, "a bad tensor chunk from worker number " + std::to_string(from) + ": " + why);
+        }
+        if (!a.complete()) return;
+        tensor t = a.take();
+        s.assembling.erase(id);
+        guarded(self, [&] { s.engine->receive(step, from, *key, std::move(t)); });
+      },
+      [self](finish_atom, const step_tag& tag, bool apply) {
+        auto& s = self->state;
+        if (!s.engine || tag.step != s.tag.step) return;
+        try {
+          compute_guard lock(compute_mutex());
+          s.engine->finish(apply);
+        } catch (const std::exception& e) {
+          return report_failure(self, e.what());
+        }
+        self->send(s.opts.coordinator, applied_atom::value, tag, s.opts.worker_name);
+      },
+  };
+}
+
+}  // namespace glam

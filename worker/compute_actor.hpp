@@ -1,0 +1,61 @@
+#pragma once
+// The compute actor: the units a worker hosts for one job, in a step_engine, on a thread
+// of its own (spawned detached), so that heavy kernels never keep the worker actor from
+// answering heartbeats, status or stop. The worker actor checks every message (secret,
+// epoch, sender) and hands it on; this actor assembles chunks into tensors, feeds the
+// engine, sends the engine's tensors to the peers' worker actors directly and its reports
+// to the coordinator.
+//   (peers_atom, std::vector<caf::actor>)  the peers' worker actors by worker number
+//   (begin_atom, step_tag, bool train)     run a round (worker_protocol.hpp)
+//   (tensor_chunk)                         a checked chunk from a peer
+//   (finish_atom, step_tag, bool apply)    apply or skip, then confirm to the coordinator
+// A failure (bad data, a tensor that does not fit) becomes a step_report with an error:
+// errors between actors are values.
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "actors/tensor_chunk.hpp"
+#include "actors/worker_protocol.hpp"
+#include "worker/step_engine.hpp"
+
+namespace glam {
+
+using peers_atom = caf::atom_constant<caf::atom("peers")>;
+
+// Shared with the worker actor, which reports them with its heartbeats.
+struct compute_counters {
+  std::atomic<std::int64_t> tokens_computed{0};
+  std::atomic<std::int64_t> bytes_sent{0};
+};
+
+struct compute_options {
+  std::string worker_name;
+  job_plan plan;
+  caf::actor coordinator;
+  std::shared_ptr<compute_counters> counters;
+};
+
+struct compute_state {
+  static inline const char* name = "glam.compute";
+  compute_options opts;
+  std::shared_ptr<const token_source> data;
+  std::unique_ptr<step_engine> engine;
+  std::string error;  // set when the units could not be built
+  std::vector<caf::actor> peers;
+  step_tag tag;       // the current round
+  // Tensors being assembled: (round, sender, tensor id) -> chunks so far.
+  std::map<std::tuple<std::int64_t, int, std::int64_t>, tensor_assembler> assembling;
+};
+
+// The token source a job's config names: synthetic, or the prepared data in data.dir
+// (checked against the model). Throws with the reason.
+std::shared_ptr<const token_source> open_token_source(const config& c);
+
+caf::behavior compute_actor(caf::stateful_actor<compute_state>* self, compute_options opts);
+
+}  // namespace glam

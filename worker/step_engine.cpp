@@ -1,0 +1,384 @@
+#include "worker/step_engine.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+#include "kernels/check.hpp"
+
+namespace glam {
+
+namespace {
+
+// Keys pack into 63 bits: kind (4) | layer (12) | shard (16) | item (24).
+constexpr int kind_bits = 4, layer_bits = 12, shard_bits = 16, item_bits = 24;
+
+bool all_zero_bits(const tensor& t) {
+  for (float v : t.data) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    if (bits != 0) return false;
+  }
+  return true;
+}
+
+// An all-zero buffer travels empty: the receiver fills in the same zeros.
+tensor or_empty(tensor t) { return all_zero_bits(t) ? tensor({0}) : std::move(t); }
+
+index expert_count(const config& c) { return c.model.moe_as_dense_relu ? 0 : c.model.experts; }
+
+}  // namespace
+
+step_layout step_layout::from_placement(const std::vector<unit_assignment>& placement, index shards,
+                                        index experts) {
+  step_layout l;
+  l.shard_worker.assign(static_cast<std::size_t>(shards), -1);
+  l.expert_worker.assign(static_cast<std::size_t>(experts), -1);
+  for (std::size_t w = 0; w < placement.size(); ++w) {
+    l.workers.push_back(placement[w].worker);
+    for (auto s : placement[w].shards) {
+      if (s < 0 || s >= shards) throw std::invalid_argument("placement names shard " + std::to_string(s));
+      l.shard_worker[static_cast<std::size_t>(s)] = static_cast<int>(w);
+    }
+    for (auto e : placement[w].experts) {
+      if (e < 0 || e >= experts) continue;  // a dense baseline hosts no experts
+      l.expert_worker[static_cast<std::size_t>(e)] = static_cast<int>(w);
+    }
+  }
+  for (std::size_t s = 0; s < l.shard_worker.size(); ++s)
+    if (l.shard_worker[s] < 0) throw std::invalid_argument("placement leaves shard " + std::to_string(s) + " unhosted");
+  for (std::size_t e = 0; e < l.expert_worker.size(); ++e)
+    if (l.expert_worker[e] < 0) throw std::invalid_argument("placement leaves expert " + std::to_string(e) + " unhosted");
+  return l;
+}
+
+namespace {
+std::vector<int> distinct_sorted(std::vector<int> v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
+}
+std::vector<index> units_of(const std::vector<int>& owner, int worker) {
+  std::vector<index> out;
+  for (std::size_t u = 0; u < owner.size(); ++u)
+    if (owner[u] == worker) out.push_back(static_cast<index>(u));
+  return out;
+}
+}  // namespace
+
+std::vector<int> step_layout::expert_workers() const { return distinct_sorted(expert_worker); }
+std::vector<int> step_layout::shard_workers() const { return distinct_sorted(shard_worker); }
+std::vector<index> step_layout::experts_of(int worker) const { return units_of(expert_worker, worker); }
+std::vector<index> step_layout::shards_of(int worker) const { return units_of(shard_worker, worker); }
+
+std::int64_t exchange_key::encode() const {
+  std::int64_t id = static_cast<std::int64_t>(kind);
+  id = (id << layer_bits) | layer;
+  id = (id << shard_bits) | shard;
+  id = (id << item_bits) | item;
+  return id;
+}
+
+std::optional<exchange_key> exchange_key::decode(std::int64_t id) {
+  if (id < 0) return std::nullopt;
+  exchange_key k;
+  k.item = id & ((1 << item_bits) - 1);
+  id >>= item_bits;
+  k.shard = id & ((1 << shard_bits) - 1);
+  id >>= shard_bits;
+  k.layer = id & ((1 << layer_bits) - 1);
+  id >>= layer_bits;
+  if (id < 1 || id > 6 || (id >> kind_bits) != 0) return std::nullopt;
+  k.kind = static_cast<exchange_kind>(id);
+  return k;
+}
+
+step_engine::step_engine(const config& c, step_layout layout, int self, std::shared_ptr<const token_source> data)
+    : cfg_(c), layout_(std::move(layout)), self_(self), data_(std::move(data)) {
+  capacity_ = c.model.is_moe() && expert_count(c) > 0 ? expert_capacity(c) : 0;
+  for (index s : layout_.shards_of(self_)) shards_.emplace_back(c, s, init_dense_params(c.model, c.train.seed));
+  for (index e : layout_.experts_of(self_)) experts_.emplace_back(c, e, init_expert_params(c.model, e, c.train.seed));
+  if (!shards_.empty()) summed_ = shards_.front().params().zeros_like();
+}
+
+step_engine::~step_engine() = default;
+
+shard_unit* step_engine::local_shard(index shard) {
+  for (auto& s : shards_)
+    if (s.shard() == shard) return &s;
+  return nullptr;
+}
+
+void step_engine::begin(std::int64_t step, bool train) {
+  const index B = cfg_.train.batch_per_shard, T = cfg_.model.seq_len;
+  step_ = train ? step : -1 - step;
+  train_ = train;
+  started_ = true;
+  reported_ = false;
+  report_.reset();
+  tokens_computed_ = 0;
+  progress_.assign(shards_.size(), shard_progress{});
+  backward_shards_in_.assign(static_cast<std::size_t>(cfg_.model.moe_layers()), 0);
+  layers_finished_ = 0;
+  parts_.clear();
+  summed_have_.assign(summed_.items.size(), false);
+  summed_count_ = 0;
+  grads_sent_ = false;
+  for (auto& e : experts_) e.begin_step(step_);
+  std::vector<std::int32_t> tokens(static_cast<std::size_t>(B * (T + 1)));
+  for (auto& sh : shards_) {
+    if (train)
+      data_->train_batch(step, sh.shard(), tokens.data());
+    else
+      data_->validation_batch(step, sh.shard(), tokens.data());
+    sh.begin_step(step_, tokens, train);
+    tokens_computed_ += B * T;
+  }
+  // Messages of this step that came early; anything else held is stale.
+  auto held = std::move(held_);
+  held_.clear();
+  for (auto& m : held)
+    if (m.step == step_) local_.push_back(std::move(m));
+  pump([&] {
+    for (std::size_t i = 0; i < shards_.size(); ++i) advance_shard(i);
+  });
+}
+
+bool step_engine::receive(std::int64_t step, int from, const exchange_key& key, tensor value) {
+  if (from < 0 || from >= static_cast<int>(layout_.workers.size()))
+    throw std::invalid_argument("a tensor from worker number " + std::to_string(from) + ", not in the job's placement");
+  if (!started_ || step != step_) {
+    // The next step's first messages may overtake the coordinator's begin; anything
+    // else is stale and dropped at the next begin.
+    if (held_.size() > 65536) throw std::runtime_error("more than 65536 tensors held for a step not begun");
+    held_.push_back({step, from, key, std::move(value)});
+    return false;
+  }
+  local_.push_back({step, from, key, std::move(value)});
+  pump([] {});
+  return true;
+}
+
+// Runs first(), then every message to self in order, then checks whether the step is
+// done. A failure drops what was queued: the job fails, nothing half-done goes on.
+template <class F>
+void step_engine::pump(F&& first) {
+  try {
+    first();
+    while (!local_.empty()) {
+      auto m = std::move(local_.front());
+      local_.pop_front();
+      deliver(m.from, m.key, std::move(m.value));
+    }
+  } catch (...) {
+    local_.clear();
+    throw;
+  }
+  check_done();
+}
+
+std::vector<outgoing_tensor> step_engine::take_outbox() { return std::exchange(outbox_, {}); }
+
+std::optional<step_report> step_engine::take_report() { return std::exchange(report_, std::nullopt); }
+
+void step_engine::send(int to, const exchange_key& key, tensor value) {
+  if (to == self_)
+    local_.push_back({step_, self_, key, std::move(value)});
+  else
+    outbox_.push_back({to, key, std::move(value)});
+}
+
+void step_engine::deliver(int from, const exchange_key& key, tensor value) {
+  switch (key.kind) {
+    case exchange_kind::forward_rows:
+    case exchange_kind::backward_rows:
+      return serve_experts(from, key, value);
+    case exchange_kind::forward_out:
+    case exchange_kind::backward_out:
+      return take_replies(from, key, value);
+    case exchange_kind::grad_part:
+      return take_grad_part(key, std::move(value));
+    case exchange_kind::grad_sum: {
+      const auto item = static_cast<std::size_t>(key.item);
+      if (item >= summed_.items.size() || summed_have_[item] || !value.same_shape(summed_.items[item].value))
+        throw std::runtime_error("an unexpected summed gradient for dense parameter " + std::to_string(key.item));
+      summed_.items[item].value = std::move(value);
+      summed_have_[item] = true;
+      ++summed_count_;
+      return;
+    }
+  }
+}
+
+void step_engine::advance_shard(std::size_t local) {
+  auto& p = progress_[local];
+  auto& sh = shards_[local];
+  if (p.forward) {
+    p.exchange = sh.forward_next();
+    if (p.exchange) return send_exchange(local, exchange_kind::forward_rows);
+    if (!train_) {
+      p.done = true;
+      return;
+    }
+    p.forward = false;
+    sh.start_backward();
+  }
+  p.exchange = sh.backward_next();
+  if (p.exchange) return send_exchange(local, exchange_kind::backward_rows);
+  p.done = true;
+  if (std::all_of(progress_.begin(), progress_.end(), [](const shard_progress& q) { return q.done; }))
+    shards_finished_backward();
+}
+
+void step_engine::send_exchange(std::size_t local, exchange_kind kind) {
+  auto& p = progress_[local];
+  const index C = capacity_, M = cfg_.model.d_model;
+  const auto& rows = p.exchange->rows;
+  p.replies = tensor(rows.shape);
+  p.waiting.clear();
+  for (int w : layout_.expert_workers()) {
+    const auto ids = layout_.experts_of(w);
+    tensor block({static_cast<index>(ids.size()) * C, M});
+    for (std::size_t j = 0; j < ids.size(); ++j)
+      std::copy_n(rows.ptr() + ids[j] * C * M, C * M, block.ptr() + static_cast<index>(j) * C * M);
+    p.waiting.insert(w);
+    send(w, {kind, p.exchange->moe, shards_[local].shard(), 0}, or_empty(std::move(block)));
+  }
+}
+
+void step_engine::serve_experts(int from, const exchange_key& key, const tensor& rows) {
+  const index C = capacity_, M = cfg_.model.d_model, n = static_cast<index>(experts_.size());
+  const bool forward = key.kind == exchange_kind::forward_rows;
+  if (n == 0 || key.layer >= cfg_.model.moe_layers() || key.shard >= cfg_.cluster.shards ||
+      (rows.size() != 0 && rows.size() != n * C * M))
+    throw std::runtime_error("expert rows that do not fit this worker's experts (layer " + std::to_string(key.layer) +
+                             ", shard " + std::to_string(key.shard) + ", " + std::to_string(rows.size()) +
+                             " values)");
+  const std::vector<float> zeros(rows.size() == 0 ? static_cast<std::size_t>(C * M) : 0, 0.0f);
+  tensor out({n * C, M});
+  for (index j = 0; j < n; ++j) {
+    const float* in = rows.size() == 0 ? zeros.data() : rows.ptr() + j * C * M;
+    auto& e = experts_[static_cast<std::size_t>(j)];
+    tensor y = forward ? e.forward(key.layer, key.shard, in) : e.backward(key.layer, key.shard, in);
+    std::copy(y.data.begin(), y.data.end(), out.data.begin() + j * C * M);
+  }
+  tokens_computed_ += n * C;
+  if (!forward && ++backward_shards_in_[static_cast<std::size_t>(key.layer)] == cfg_.cluster.shards) {
+    for (auto& e : experts_) e.finish_layer_backward(key.layer);
+    ++layers_finished_;
+  }
+  send(from, {forward ? exchange_kind::forward_out : exchange_kind::backward_out, key.layer, key.shard, 0},
+       or_empty(std::move(out)));
+}
+
+void step_engine::take_replies(int from, const exchange_key& key, const tensor& rows) {
+  const index C = capacity_, M = cfg_.model.d_model;
+  std::size_t local = 0;
+  while (local < shards_.size() && shards_[local].shard() != key.shard) ++local;
+  const bool forward = key.kind == exchange_kind::forward_out;
+  if (local == shards_.size() || !progress_[local].exchange || progress_[local].exchange->moe != key.layer ||
+      progress_[local].forward != forward || !progress_[local].waiting.count(from))
+    throw std::runtime_error("an unexpected expert reply from worker " + layout_.workers[static_cast<std::size_t>(from)] +
+                             " for shard " + std::to_string(key.shard) + ", layer " + std::to_string(key.layer));
+  auto& p = progress_[local];
+  const auto ids = layout_.experts_of(from);
+  if (rows.size() != 0 && rows.size() != static_cast<index>(ids.size()) * C * M)
+    throw std::runtime_error("an expert reply of the wrong size from worker " +
+                             layout_.workers[static_cast<std::size_t>(from)]);
+  if (rows.size() != 0)
+    for (std::size_t j = 0; j < ids.size(); ++j)
+      std::copy_n(rows.ptr() + static_cast<index>(j) * C * M, C * M, p.replies.ptr() + ids[j] * C * M);
+  p.waiting.erase(from);
+  if (!p.waiting.empty()) return;
+  if (forward)
+    shards_[local].forward_resume(p.replies);
+  else
+    shards_[local].backward_resume(p.replies);
+  p.exchange.reset();
+  advance_shard(local);
+}
+
+void step_engine::shards_finished_backward() {
+  if (poison_step_ && *poison_step_ == step_)
+    if (auto* s0 = local_shard(0)) s0->poison_gradients();
+  const auto holders = layout_.shard_workers();
+  for (std::size_t item = 0; item < summed_.items.size(); ++item) {
+    const int owner = holders[item % holders.size()];
+    if (owner == self_) continue;
+    for (auto& sh : shards_)
+      send(owner, {exchange_kind::grad_part, 0, sh.shard(), static_cast<index>(item)}, sh.grads().items[item].value);
+  }
+  grads_sent_ = true;
+  for (std::size_t item = 0; item < summed_.items.size(); ++item) sum_owned(static_cast<index>(item));
+}
+
+void step_engine::take_grad_part(const exchange_key& key, tensor value) {
+  const auto item = static_cast<std::size_t>(key.item);
+  if (item >= summed_.items.size() || key.shard >= cfg_.cluster.shards || local_shard(key.shard) ||
+      !value.same_shape(summed_.items[item].value) || parts_[key.item].count(key.shard))
+    throw std::runtime_error("an unexpected gradient part: dense parameter " + std::to_string(key.item) +
+                             " of shard " + std::to_string(key.shard));
+  parts_[key.item][key.shard] = std::move(value);
+  sum_owned(key.item);
+}
+
+// Σ over shards in shard order, ((g0 + g1) + g2) + …, as sum_dense_gradients does.
+void step_engine::sum_owned(index item) {
+  const auto holders = layout_.shard_workers();
+  const auto i = static_cast<std::size_t>(item);
+  if (!grads_sent_ || summed_have_[i] || holders[i % holders.size()] != self_) return;
+  auto& remote = parts_[item];
+  if (static_cast<index>(remote.size() + shards_.size()) != cfg_.cluster.shards) return;
+  auto part = [&](index s) -> const tensor& {
+    if (auto* sh = local_shard(s)) return sh->grads().items[i].value;
+    return remote.at(s);
+  };
+  tensor total = part(0);
+  for (index s = 1; s < cfg_.cluster.shards; ++s) {
+    const tensor& g = part(s);
+    float* d = total.ptr();
+    const float* src = g.ptr();
+    for (index j = 0; j < total.size(); ++j) d[j] += src[j];
+  }
+  remote.clear();
+  for (int w : holders)
+    if (w != self_) send(w, {exchange_kind::grad_sum, 0, 0, item}, total);
+  summed_.items[i].value = std::move(total);
+  summed_have_[i] = true;
+  ++summed_count_;
+}
+
+void step_engine::check_done() {
+  if (!started_ || reported_) return;
+  for (const auto& p : progress_)
+    if (!p.done) return;
+  if (train_) {
+    if (!experts_.empty() && layers_finished_ < cfg_.model.moe_layers()) return;
+    if (summed_count_ < static_cast<index>(summed_.items.size())) return;
+  }
+  step_report r;
+  r.worker = layout_.workers[static_cast<std::size_t>(self_)];
+  r.step = step_;
+  r.train = train_;
+  r.tokens_computed = tokens_computed_;
+  for (auto& sh : shards_) {
+    r.shards.push_back({sh.shard(), sh.loss()});
+    if (train_) r.finite = r.finite && sh.grads_finite();
+  }
+  if (train_)
+    for (auto& e : experts_) r.finite = r.finite && e.grads_finite();
+  report_ = std::move(r);
+  reported_ = true;
+}
+
+void step_engine::finish(bool apply) {
+  GLAM_CHECK(reported_, "finish() before the step was reported");
+  if (train_ && apply) {
+    for (auto& sh : shards_) sh.apply(summed_);
+    for (auto& e : experts_) e.apply();
+  }
+  started_ = false;
+}
+
+}  // namespace glam
