@@ -13,6 +13,7 @@
 #include "data/dataset.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/parallel.hpp"
+#include "model/checkpoint.hpp"
 #include "model/train_step.hpp"
 
 namespace glam::cli {
@@ -25,7 +26,38 @@ struct train_options {
   std::int64_t steps = -1;
   int threads = 0;
   std::int64_t inject_nonfinite_step = -1;
+  std::string checkpoint_dir;
+  bool resume = false;
 };
+
+void print_checkpoint(const char* what, const std::string& root, const checkpoint_manifest& m) {
+  // The step of a checkpoint is the number of steps done: the next step to run.
+  std::printf("checkpoint %s: step %lld (next to run), %s, %.1f MiB, epoch %lld\n", what, (long long)m.step,
+              checkpoint_dir_for(root, m.step).c_str(), double(checkpoint_bytes(m)) / (1024.0 * 1024.0),
+              (long long)m.epoch);
+  std::fflush(stdout);
+}
+
+// Drops the metrics lines of steps >= step: the run being resumed may have gone past its
+// last checkpoint, and those steps are about to be replayed and recorded again.
+void keep_metrics_before(const std::string& path, std::int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept;
+  bool dropped = false;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<std::int64_t>() >= step)
+      dropped = true;
+    else
+      kept += line + "\n";
+  }
+  in.close();
+  if (!dropped) return;
+  std::ofstream out(path, std::ios::trunc);
+  out << kept;
+  if (!out) throw std::runtime_error("cannot rewrite the metrics file '" + path + "'");
+}
 
 int run_train(const train_options& o) {
   config c = load_config(o.config_path);
@@ -45,15 +77,45 @@ int run_train(const train_options& o) {
   training_report report(c, measure_sgemm_flops(1024, 0.3));
   std::printf("sgemm baseline %.1f GFLOP/s on %d threads\n", report.sgemm_flops() / 1e9, compute_threads());
 
+  reference_trainer trainer(c, source);
+  if (o.inject_nonfinite_step >= 0) trainer.inject_nonfinite_gradient_at(o.inject_nonfinite_step);
+
+  // The next step to run, and the epoch checkpoint files are written under: a resumed run is
+  // a new epoch, so that it never overwrites the files of the run it resumed.
+  std::int64_t first_step = 0, epoch = 0;
+  if (o.resume) {
+    auto m = latest_valid_checkpoint(o.checkpoint_dir, model_config_hash(c));
+    if (!m)
+      throw std::runtime_error("--resume: no valid checkpoint in '" + o.checkpoint_dir +
+                               "'; train without --resume first, or point --checkpoint-dir at the run's checkpoints");
+    if (m->step > c.train.steps)
+      throw std::runtime_error("--resume: the checkpoint in '" + o.checkpoint_dir + "' is at step " +
+                               std::to_string(m->step) + ", past train.steps = " + std::to_string(c.train.steps) +
+                               "; raise --steps");
+    restore_checkpoint(trainer, o.checkpoint_dir, *m);
+    print_checkpoint("loaded", o.checkpoint_dir, *m);
+    remove_checkpoints_after(o.checkpoint_dir, m->step);
+    first_step = m->step;
+    epoch = m->epoch + 1;
+  }
+
   std::unique_ptr<std::ofstream> metrics;
   if (!o.metrics_path.empty()) {
-    metrics = std::make_unique<std::ofstream>(o.metrics_path, std::ios::trunc);
+    // A resumed run continues the metrics of the run it resumed.
+    if (o.resume) keep_metrics_before(o.metrics_path, first_step);
+    metrics = std::make_unique<std::ofstream>(o.metrics_path, o.resume ? std::ios::app : std::ios::trunc);
     if (!*metrics) throw std::runtime_error("cannot write the metrics file '" + o.metrics_path + "'");
   }
 
-  reference_trainer trainer(c, source);
-  if (o.inject_nonfinite_step >= 0) trainer.inject_nonfinite_gradient_at(o.inject_nonfinite_step);
-  for (std::int64_t k = 0; k < c.train.steps; ++k) {
+  // fault.checkpoint_every = 0: one checkpoint, at the end.
+  const std::int64_t every = c.fault.checkpoint_every;
+  std::int64_t last_saved = o.resume ? first_step : -1;
+  const auto checkpoint = [&](std::int64_t steps_done) {
+    if (o.checkpoint_dir.empty() || steps_done == last_saved) return;
+    print_checkpoint("written", o.checkpoint_dir, save_checkpoint(trainer, o.checkpoint_dir, steps_done, epoch));
+    last_saved = steps_done;
+  };
+  for (std::int64_t k = first_step; k < c.train.steps; ++k) {
     auto start = std::chrono::steady_clock::now();
     step_metrics m = trainer.train_step(k);
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -62,7 +124,9 @@ int run_train(const train_options& o) {
       val = trainer.evaluate(c.train.eval_batches);
     nlohmann::json line = report.record(m, seconds, val);
     if (metrics) *metrics << line.dump() << "\n" << std::flush;
+    if (every > 0 && (k + 1) % every == 0) checkpoint(k + 1);
   }
+  checkpoint(c.train.steps);
   report.print_summary();
   return 0;
 }
@@ -80,6 +144,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--inject-nonfinite-step", o->inject_nonfinite_step,
                   "Fault injection: poison one gradient at this step (it must be skipped)")
       ->group("");
+  auto* dir = cmd->add_option("--checkpoint-dir", o->checkpoint_dir,
+                              "Write a checkpoint every fault.checkpoint_every steps (0: at the end only) and at "
+                              "the end, into this directory");
+  cmd->add_flag("--resume", o->resume, "Continue from the newest valid checkpoint in --checkpoint-dir")->needs(dir);
   cmd->callback([o] {
     int rc = run_train(*o);
     if (rc != 0) throw CLI::RuntimeError(rc);

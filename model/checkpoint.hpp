@@ -1,0 +1,100 @@
+#pragma once
+// Checkpoints on disk (design.md section 2, docs/checkpoints.md). A checkpoint of step k
+// (k steps completed: the next step to run is k) is the directory ROOT/step-<k, 8 digits>/
+// holding one file per logical unit and a manifest:
+//   "dense"       the dense replica and its Adafactor state, written once (every attention
+//                 shard holds the same replica; the owner of shard 0 writes it)
+//   "expert-<e>"  expert e of every MoE layer and its Adafactor state
+// A unit file is "<unit>.e<epoch>.bin": the epoch in the name keeps a fenced worker from
+// overwriting a live file. Owners write their units in parallel; the coordinator writes the
+// manifest last (temp file, fsync, rename, fsync of the directory). A checkpoint without a
+// complete, valid manifest does not exist. Files are per logical unit, so a checkpoint
+// loads whatever the placement that wrote it.
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "model/optimizer.hpp"
+#include "model/params.hpp"
+
+namespace glam {
+
+class reference_trainer;
+
+// Every checkpoint failure: the message names the file and what to do about it.
+class checkpoint_error : public std::runtime_error {
+ public:
+  explicit checkpoint_error(const std::string& message) : std::runtime_error(message) {}
+};
+
+constexpr std::uint32_t checkpoint_format_version = 1;
+
+struct unit_file_info {
+  std::string unit, file;  // file: a bare name inside the step directory
+  std::uint64_t size = 0, checksum = 0;
+};
+
+struct checkpoint_manifest {
+  std::uint32_t format_version = checkpoint_format_version;
+  std::uint64_t config_hash = 0;  // model_config_hash (configs/config.hpp)
+  std::int64_t step = 0;          // steps completed: the next step to run
+  std::int64_t epoch = 0;
+  std::vector<unit_file_info> units;
+
+  // The entry of `unit`, or nullptr.
+  const unit_file_info* find(const std::string& unit) const;
+};
+
+// Unit names of the logical layout.
+std::string dense_unit_name();
+std::string expert_unit_name(std::int64_t expert);
+
+// ROOT/step-<step, 8 digits>
+std::string checkpoint_dir_for(const std::string& root, std::int64_t step);
+
+// Writes one unit's parameters and optimizer state into the step's directory (created if
+// needed) as "<unit>.e<epoch>.bin", durably (temp file, fsync, rename, fsync of the
+// directory), and returns what the manifest records of it.
+unit_file_info write_unit_file(const std::string& root, std::int64_t step, std::int64_t epoch, const std::string& unit,
+                               const param_set& params, const optimizer_state& opt);
+
+// Loads a unit file into params/opt, which must already have the unit's layout (names and
+// shapes). Checks size and checksum against f, the magic, the format version, the unit name,
+// the step and every tensor's name and shape; throws checkpoint_error naming the file and
+// what differs, leaving params/opt untouched.
+void read_unit_file(const std::string& root, std::int64_t step, const unit_file_info& f, param_set& params,
+                    optimizer_state& opt);
+
+// Writes ROOT/step-XXXXXXXX/manifest.capnp durably, then keeps the newest `keep` complete
+// checkpoints at or before m.step and deletes the older step directories (keep <= 0: keep all).
+void write_manifest(const std::string& root, const checkpoint_manifest& m, std::int64_t keep);
+
+// Reads and parses one step directory's manifest; a missing, torn or unparsable manifest is
+// a checkpoint_error saying so.
+checkpoint_manifest read_manifest(const std::string& root, std::int64_t step);
+
+// The newest checkpoint under root whose manifest parses and whose every unit file exists
+// with the recorded size and checksum; older ones are tried in turn, and each one passed
+// over is logged and, when `skipped` is given, described there. nullopt when there is none.
+// A manifest of another model (config hash differs) is a checkpoint_error naming both hashes.
+std::optional<checkpoint_manifest> latest_valid_checkpoint(const std::string& root, std::uint64_t config_hash,
+                                                           std::vector<std::string>* skipped = nullptr);
+
+// Deletes the step directories after `step`: once a job resumes from `step`, the newer ones
+// (passed over as invalid, or left by the timeline the rollback abandoned) are never
+// loaded, and the replay writes its own. Returns how many were deleted.
+std::int64_t remove_checkpoints_after(const std::string& root, std::int64_t step);
+
+// The single-process trainer's whole layout: "dense" from shard 0, each expert its file,
+// then the manifest (keeping the config's fault.keep_checkpoints).
+checkpoint_manifest save_checkpoint(reference_trainer& t, const std::string& root, std::int64_t steps_done,
+                                    std::int64_t epoch);
+// Every shard loads "dense", each expert its own file. The next step to train is m.step.
+void restore_checkpoint(reference_trainer& t, const std::string& root, const checkpoint_manifest& m);
+
+// Total bytes of a checkpoint's unit files.
+std::uint64_t checkpoint_bytes(const checkpoint_manifest& m);
+
+}  // namespace glam
