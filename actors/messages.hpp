@@ -165,6 +165,7 @@ struct step_report {
   bool train = true;
   bool finite = true;
   std::int64_t tokens_computed = 0;  // rows this worker's units computed in the round
+  double compute_seconds = 0;        // time in the units' kernels (the rest is waiting and messaging)
   std::vector<shard_loss> shards;
   std::string error;
 };
@@ -172,7 +173,7 @@ struct step_report {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, step_report& x) {
   return f(caf::meta::type_name("glam_report"), x.tag, x.worker, x.step, x.train, x.finite, x.tokens_computed,
-           x.shards, x.error);
+           x.compute_seconds, x.shards, x.error);
 }
 
 }  // namespace glam

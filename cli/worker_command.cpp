@@ -17,6 +17,7 @@ void add_worker_command(CLI::App& app) {
   sub->add_option("--secret-file", o->secret_file, "Cluster secret (default: the coordinator's, on this machine)");
   sub->add_option("--heartbeat-ms", *heartbeat_ms, "Heartbeat interval")->capture_default_str()->check(
       CLI::Range(50, 60000));
+  sub->add_option("--threads", o->threads, "Compute threads (default: all cores)")->check(CLI::PositiveNumber);
   sub->callback([o, heartbeat_ms] {
     o->heartbeat = std::chrono::milliseconds(*heartbeat_ms);
     run_worker(*o);

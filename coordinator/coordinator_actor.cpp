@@ -83,6 +83,9 @@ void complete_round(self_ptr self) {
     j->loss = m.loss.loss;
     j->tokens_per_s = done->seconds > 0 ? double(m.tokens) / done->seconds : 0;
     auto line = step_metrics_json(m, done->seconds, r.flops_per_token, s.opts.sgemm_flops, done->val_loss);
+    // What the step spent outside the busiest worker's kernels: messaging and waiting.
+    line["compute_seconds"] = done->compute_seconds;
+    line["exchange_share"] = done->seconds > 0 ? std::max(0.0, 1 - done->compute_seconds / done->seconds) : 0.0;
     s.jobs->append_metrics(j->id, line.dump());
     s.jobs->persist();
     spdlog::info("job {} step {}: loss {:.6f}, aux {:.6f}, {:.0f} tokens/s{}{}", j->id, m.step, m.loss.loss,

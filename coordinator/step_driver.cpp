@@ -40,6 +40,8 @@ std::string step_driver::add_applied(const std::string& worker) {
 
 std::optional<completed_step> step_driver::next(double round_seconds) {
   const bool applied = apply();
+  double compute = 0;
+  for (const auto& [w, r] : reports_) compute = std::max(compute, r.compute_seconds);
   // The shards' parts in shard order, whichever worker hosts them.
   std::map<std::int64_t, loss_parts> by_shard;
   for (const auto& [w, r] : reports_)
@@ -73,6 +75,7 @@ std::optional<completed_step> step_driver::next(double round_seconds) {
         m.tokens_per_expert[e] += p.tokens_per_expert[e];
     }
     done.seconds = round_seconds;
+    done.compute_seconds = compute;
     pending_ = done;
     steps_done_ = round_.step + 1;
     if (eval_due(round_.step)) {

@@ -1,5 +1,7 @@
 #include "worker/compute_actor.hpp"
 
+#include <chrono>
+
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
@@ -54,6 +56,7 @@ void flush(self_ptr self) {
   }
   if (auto r = s.engine->take_report()) {
     r->tag = s.tag;
+    r->compute_seconds = s.compute_seconds;
     s.opts.counters->tokens_computed += r->tokens_computed;
     self->send(s.opts.coordinator, std::move(*r));
   }
@@ -63,7 +66,9 @@ template <class F>
 void guarded(self_ptr self, F&& f) {
   try {
     compute_guard lock(compute_mutex());
+    const auto start = std::chrono::steady_clock::now();
     f();
+    self->state.compute_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   } catch (const std::exception& e) {
     report_failure(self, e.what());
     return;
@@ -107,6 +112,7 @@ caf::behavior compute_actor(self_ptr self, compute_options opts) {
         // Chunks of rounds before this one can no longer complete anything.
         for (auto i = s.assembling.begin(); i != s.assembling.end();)
           i = std::get<0>(i->first) == tag.step ? std::next(i) : s.assembling.erase(i);
+        s.compute_seconds = 0;
         guarded(self, [&] { s.engine->begin(train ? tag.step : -1 - tag.step, train); });
       },
       [self](tensor_chunk& c) {

@@ -48,6 +48,7 @@ struct compute_state {
   std::string error;  // set when the units could not be built
   std::vector<caf::actor> peers;
   step_tag tag;       // the current round
+  double compute_seconds = 0;  // in the engine during the current round
   // Tensors being assembled: (round, sender, tensor id) -> chunks so far.
   std::map<std::tuple<std::int64_t, int, std::int64_t>, tensor_assembler> assembling;
 };

@@ -11,6 +11,7 @@
 #include "actors/coordinator_protocol.hpp"
 #include "actors/daemon.hpp"
 #include "actors/security.hpp"
+#include "kernels/parallel.hpp"
 #include "worker/worker_actor.hpp"
 
 namespace glam {
@@ -21,6 +22,7 @@ int run_worker(const worker_daemon_options& o) {
   auto secret = find_client_secret(o.secret_file, chost, cport);
   // Logs go to stderr: stdout carries the one line scripts read.
   if (!spdlog::get("glam")) spdlog::set_default_logger(spdlog::stderr_color_mt("glam"));
+  if (o.threads > 0) set_compute_threads(o.threads);
   block_termination_signals();
   runtime_options ro;
   runtime_config cfg(ro);

@@ -11,6 +11,7 @@ struct worker_daemon_options {
   std::string name;  // default: "worker-<pid>"
   std::string secret_file;
   std::chrono::milliseconds heartbeat{500};
+  int threads = 0;  // compute threads (0: all cores)
 };
 
 // Publishes the worker, registers with the coordinator, and runs until SIGTERM/SIGINT
