@@ -5,6 +5,7 @@
 //   (leave_atom)                              worker -> coordinator: it is leaving
 //   (step_report)                             worker -> coordinator: a round is done here
 //   (applied_atom, step_tag, worker)          worker -> coordinator: the decision is applied
+//   (checkpoint_report)                       worker -> coordinator: its unit files are written
 //   (submit_atom, toml, source_name)  -> result_msg   ok: message = the job id
 //   (status_atom)                     -> std::string  the cluster as JSON
 //   (job_status_atom, job_id)         -> std::string  one job as JSON ({} when unknown)

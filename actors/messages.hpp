@@ -8,6 +8,7 @@
 
 #include <caf/meta/type_name.hpp>
 
+#include "model/checkpoint.hpp"
 #include "model/units.hpp"
 
 namespace glam {
@@ -131,12 +132,33 @@ struct job_plan {
   step_tag tag;  // step = the step the job resumes from
   std::string config_toml;
   std::vector<unit_assignment> placement;
+  std::string checkpoint_root;  // where the job's checkpoints live (every worker reaches it)
+  std::int64_t resume_step = -1;  // the checkpoint the units load (-1: initial parameters)
   std::int64_t inject_nonfinite_step = -1;  // fault injection for tests
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_plan& x) {
-  return f(caf::meta::type_name("glam_jobplan"), x.tag, x.config_toml, x.placement, x.inject_nonfinite_step);
+  return f(caf::meta::type_name("glam_jobplan"), x.tag, x.config_toml, x.placement, x.checkpoint_root,
+           x.resume_step, x.inject_nonfinite_step);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, unit_file_info& x) {
+  return f(caf::meta::type_name("glam_unitfile"), x.unit, x.file, x.size, x.checksum);
+}
+
+// A worker's answer to a checkpoint order: the unit files it wrote (fsynced), or why not.
+struct checkpoint_report {
+  step_tag tag;  // step = steps completed (the checkpoint's step)
+  std::string worker;
+  std::vector<unit_file_info> files;
+  std::string error;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, checkpoint_report& x) {
+  return f(caf::meta::type_name("glam_ckptreport"), x.tag, x.worker, x.files, x.error);
 }
 
 template <class Inspector>

@@ -23,6 +23,8 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<loss_parts>("glam_lossparts");
   cfg.add_message_type<shard_loss>("glam_shardloss");
   cfg.add_message_type<step_report>("glam_report");
+  cfg.add_message_type<unit_file_info>("glam_unitfile");
+  cfg.add_message_type<checkpoint_report>("glam_ckptreport");
 }
 
 runtime_config::runtime_config(const runtime_options& o) {

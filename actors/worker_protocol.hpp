@@ -14,6 +14,9 @@
 //   (finish_atom, step_tag, bool apply)           coordinator: apply the step's update or
 //                                                 skip it; the worker confirms with
 //                                                 (applied_atom, step_tag, name)
+//   (checkpoint_atom, step_tag)                   coordinator: write the hosted units' files
+//                                                 of checkpoint tag.step (steps completed);
+//                                                 the worker answers with a checkpoint_report
 //   (shutdown_atom)              -> result_msg    local only: leave and quit
 #include <caf/atom.hpp>
 
@@ -27,5 +30,6 @@ using release_atom = caf::atom_constant<caf::atom("release")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using begin_atom = caf::atom_constant<caf::atom("begin")>;
 using finish_atom = caf::atom_constant<caf::atom("finish")>;
+using checkpoint_atom = caf::atom_constant<caf::atom("checkpoint")>;
 
 }  // namespace glam

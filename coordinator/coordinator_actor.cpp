@@ -9,6 +9,7 @@
 #include "configs/config.hpp"
 #include "configs/plan.hpp"
 #include "coordinator/placement.hpp"
+#include "model/checkpoint.hpp"
 #include "model/metrics.hpp"
 
 namespace glam {
@@ -70,12 +71,54 @@ void start_round(self_ptr self) {
   self->delayed_send(self, s.opts.step_timeout, deadline_atom::value, r.id, ++r.round_serial);
 }
 
+bool checkpoint_due(const config& c, std::int64_t steps_done) {
+  return (c.fault.checkpoint_every > 0 && steps_done % c.fault.checkpoint_every == 0) || steps_done == c.train.steps;
+}
+
+// Orders every worker to write its units' files for the checkpoint of the steps done; the
+// manifest follows once all have (checkpoint_report).
+void start_checkpoint(self_ptr self) {
+  auto& s = self->state;
+  auto& r = *s.run;
+  r.checkpoint_step = r.driver->steps_done();
+  r.checkpoint_files.clear();
+  r.checkpoint_waiting.clear();
+  const step_tag tag{r.id, r.checkpoint_step, s.jobs->epoch()};
+  for (const auto& a : r.plan.placement)
+    if (auto h = s.handles.find(a.worker); h != s.handles.end()) {
+      r.checkpoint_waiting.insert(a.worker);
+      self->send(h->second, checkpoint_atom::value, tag);
+    }
+  self->delayed_send(self, s.opts.step_timeout, deadline_atom::value, r.id, ++r.round_serial);
+}
+
+// The manifest, written last: dense first, then the experts in order.
+void finish_checkpoint(self_ptr self) {
+  auto& s = self->state;
+  auto& r = *s.run;
+  auto order = [](const unit_file_info& f) {
+    return f.unit == dense_unit_name() ? -1 : std::stoll(f.unit.substr(f.unit.find('-') + 1));
+  };
+  std::sort(r.checkpoint_files.begin(), r.checkpoint_files.end(),
+            [&](const auto& a, const auto& b) { return order(a) < order(b); });
+  checkpoint_manifest m;
+  m.config_hash = model_config_hash(r.cfg);
+  m.step = r.checkpoint_step;
+  m.epoch = s.jobs->epoch();
+  m.units = r.checkpoint_files;
+  write_manifest(r.checkpoint_root, m, r.cfg.fault.keep_checkpoints);
+  spdlog::info("job {}: checkpoint of step {} in {} ({} units, {} bytes)", r.id, m.step,
+               checkpoint_dir_for(r.checkpoint_root, m.step), m.units.size(), checkpoint_bytes(m));
+  r.checkpoint_step = -1;
+}
+
 // Every worker reported (and, for a training step, applied the decision): commit the
 // round, record the step's metrics once it is complete, and go on.
 void complete_round(self_ptr self) {
   auto& s = self->state;
   auto& r = *s.run;
   const double seconds = std::chrono::duration<double>(runtime_clock::now() - r.round_start).count();
+  const bool train_round = r.driver->current().train;
   if (auto done = r.driver->next(seconds)) {
     auto* j = s.jobs->find(r.id);
     const auto& m = done->metrics;
@@ -93,6 +136,7 @@ void complete_round(self_ptr self) {
                  done->val_loss ? fmt::format(", val_loss {:.6f}", *done->val_loss) : std::string());
     if (s.opts.on_step) s.opts.on_step(*j, line);
   }
+  if (train_round && checkpoint_due(r.cfg, r.driver->steps_done())) return start_checkpoint(self);
   start_round(self);
 }
 
@@ -150,16 +194,32 @@ void try_start(self_ptr self) {
     fail_job(self, *j, e.what());
     return;
   }
+  // A job goes on from the newest valid checkpoint of its name (a torn or corrupt one is
+  // skipped: the one before it is used), else from its initial parameters.
+  const auto root =
+      s.opts.checkpoint_root.empty() ? s.jobs->state_dir() + "/checkpoints/" + c.name : s.opts.checkpoint_root;
+  std::optional<checkpoint_manifest> resume;
+  if (s.opts.resume) try {
+      std::vector<std::string> skipped;
+      resume = latest_valid_checkpoint(root, model_config_hash(c), &skipped);
+      for (const auto& why : skipped) spdlog::warn("job {}: checkpoint skipped: {}", j->id, why);
+      if (resume) remove_checkpoints_after(root, resume->step);
+    } catch (const std::exception& e) {
+      return fail_job(self, *j, e.what());
+    }
   j->state = job_state::running;
-  // Until checkpoints, a job (re)starts from its initial parameters.
-  j->step = 0;
+  j->step = resume ? resume->step : 0;
+  s.jobs->truncate_metrics(j->id, j->step);
+  if (resume) spdlog::info("job {}: resuming from the checkpoint of step {} in {}", j->id, resume->step, root);
   s.jobs->persist();
-  job_plan plan{{j->id, j->step, s.jobs->epoch()}, j->config_toml, placement, s.opts.inject_nonfinite_step};
+  job_plan plan{{j->id, j->step, s.jobs->epoch()}, j->config_toml, placement, root,
+                resume ? resume->step : -1, s.opts.inject_nonfinite_step};
   s.run = std::make_unique<running_job>();
   s.run->id = j->id;
   s.run->cfg = c;
   s.run->plan = plan;
   s.run->flops_per_token = double(make_plan(c, 1).flops_per_token_train);
+  s.run->checkpoint_root = root;
   for (const auto& a : placement) s.run->waiting_hosts.insert(a.worker);
   for (const auto& a : placement) {
     std::string units;
@@ -356,13 +416,33 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
         }
         if (r->driver->all_applied()) complete_round(self);
       },
+      [self](const checkpoint_report& rep) {
+        auto& s = self->state;
+        auto* r = current_run(self, rep.tag);
+        if (!r || rep.tag.step != r->checkpoint_step || !r->checkpoint_waiting.erase(rep.worker)) return;
+        auto* j = s.jobs->find(r->id);
+        if (!rep.error.empty())
+          return fail_job(self, *j, "worker " + rep.worker + " could not write its units for the checkpoint of step " +
+                                        std::to_string(rep.tag.step) + ": " + rep.error);
+        r->checkpoint_files.insert(r->checkpoint_files.end(), rep.files.begin(), rep.files.end());
+        if (!r->checkpoint_waiting.empty()) return;
+        try {
+          finish_checkpoint(self);
+        } catch (const std::exception& e) {
+          return fail_job(self, *j, std::string("cannot write the checkpoint manifest: ") + e.what());
+        }
+        start_round(self);
+      },
       [self](deadline_atom, const std::string& id, std::int64_t serial) {
         auto& s = self->state;
         if (!s.run || s.run->id != id || serial != s.run->round_serial) return;
         auto* j = s.jobs->find(id);
+        const auto what = s.run->checkpoint_step >= 0
+                              ? "the checkpoint of step " + std::to_string(s.run->checkpoint_step) + " was not written"
+                              : "step " + std::to_string(s.run->driver->current().wire()) + " did not complete";
         fail_job(self, *j,
-                 "step " + std::to_string(s.run->driver->current().wire()) + " did not complete within " +
-                     std::to_string(s.opts.step_timeout.count()) + " ms; the last checkpoint is kept");
+                 what + " within " + std::to_string(s.opts.step_timeout.count()) +
+                     " ms; the last checkpoint is kept");
       },
       [self](submit_atom, const std::string& toml, const std::string& source) -> result_msg {
         if (!admitted(self)) return {false, "not authenticated"};

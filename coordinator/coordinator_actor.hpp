@@ -36,6 +36,10 @@ struct coordinator_options {
   std::chrono::milliseconds step_timeout{300000};
   // The sgemm rate the MFU of the metrics is measured against (0: not measured, no MFU).
   double sgemm_flops = 0;
+  // Where jobs' checkpoints go (empty: STATE/checkpoints/<job name>), and whether a job
+  // starts from the newest valid checkpoint there (a resubmitted job goes on).
+  std::string checkpoint_root;
+  bool resume = true;
   // Testing: seeded random placements (0: the planner's).
   std::uint64_t random_placement_seed = 0;
   // Fault injection for tests: every job's gradients are poisoned at this step.
@@ -56,6 +60,11 @@ struct running_job {
   std::unique_ptr<step_driver> driver;
   double flops_per_token = 0;
   runtime_clock::time_point round_start;
+  // The checkpoint being written: its step, the workers still writing, their files.
+  std::string checkpoint_root;
+  std::int64_t checkpoint_step = -1;
+  std::set<std::string> checkpoint_waiting;
+  std::vector<unit_file_info> checkpoint_files;
   std::int64_t round_serial = 0;  // tells a round's deadline from a later round's
 };
 

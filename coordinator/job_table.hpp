@@ -49,6 +49,8 @@ class job_table {
   std::string job_dir(const std::string& id) const;
   // Appends one JSON line to STATE/jobs/<id>/metrics.jsonl.
   void append_metrics(const std::string& id, const std::string& json_line) const;
+  // Drops the metrics lines of steps >= step (a job resumed from a checkpoint replays them).
+  void truncate_metrics(const std::string& id, std::int64_t step) const;
   // Writes the table; throws std::runtime_error naming the file on failure.
   void persist() const;
 

@@ -100,6 +100,9 @@ caf::behavior compute_actor(self_ptr self, compute_options opts) {
     compute_guard lock(compute_mutex());
     s.engine = std::make_unique<step_engine>(c, layout, me, s.data);
     if (s.opts.plan.inject_nonfinite_step >= 0) s.engine->inject_nonfinite_gradient_at(s.opts.plan.inject_nonfinite_step);
+    if (s.opts.plan.resume_step >= 0)
+      s.engine->load_checkpoint(s.opts.plan.checkpoint_root,
+                                read_manifest(s.opts.plan.checkpoint_root, s.opts.plan.resume_step));
   } catch (const std::exception& e) {
     s.error = std::string("cannot host the job's units: ") + e.what();
   }
@@ -132,6 +135,16 @@ caf::behavior compute_actor(self_ptr self, compute_options opts) {
         tensor t = a.take();
         s.assembling.erase(id);
         guarded(self, [&] { s.engine->receive(step, from, *key, std::move(t)); });
+      },
+      [self](checkpoint_atom, const step_tag& tag) {
+        auto& s = self->state;
+        checkpoint_report r{tag, s.opts.worker_name, {}, s.error};
+        if (s.engine) try {
+            r.files = s.engine->write_checkpoint(s.opts.plan.checkpoint_root, tag.step, tag.epoch);
+          } catch (const std::exception& e) {
+            r.error = e.what();
+          }
+        self->send(s.opts.coordinator, std::move(r));
       },
       [self](finish_atom, const step_tag& tag, bool apply) {
         auto& s = self->state;

@@ -372,6 +372,25 @@ void step_engine::check_done() {
   reported_ = true;
 }
 
+std::vector<unit_file_info> step_engine::write_checkpoint(const std::string& root, std::int64_t step,
+                                                          std::int64_t epoch) {
+  std::vector<unit_file_info> files;
+  if (auto* s0 = local_shard(0)) files.push_back(write_unit_file(root, step, epoch, dense_unit_name(), s0->params(), s0->optimizer()));
+  for (auto& e : experts_)
+    files.push_back(write_unit_file(root, step, epoch, expert_unit_name(e.expert()), e.params(), e.optimizer()));
+  return files;
+}
+
+void step_engine::load_checkpoint(const std::string& root, const checkpoint_manifest& m) {
+  auto entry = [&](const std::string& unit) {
+    const auto* f = m.find(unit);
+    if (!f) throw checkpoint_error("checkpoint " + checkpoint_dir_for(root, m.step) + " has no file for unit " + unit);
+    return *f;
+  };
+  for (auto& sh : shards_) read_unit_file(root, m.step, entry(dense_unit_name()), sh.params(), sh.optimizer());
+  for (auto& e : experts_) read_unit_file(root, m.step, entry(expert_unit_name(e.expert())), e.params(), e.optimizer());
+}
+
 void step_engine::finish(bool apply) {
   GLAM_CHECK(reported_, "finish() before the step was reported");
   if (train_ && apply) {

@@ -27,6 +27,7 @@
 
 #include "actors/messages.hpp"
 #include "configs/config.hpp"
+#include "model/checkpoint.hpp"
 #include "model/train_step.hpp"
 #include "model/units.hpp"
 
@@ -98,6 +99,11 @@ class step_engine {
   // Fault injection for tests: poison shard 0's gradient at this step, like
   // reference_trainer::inject_nonfinite_gradient_at.
   void inject_nonfinite_gradient_at(std::int64_t step) { poison_step_ = step; }
+
+  // Checkpoints (model/checkpoint.hpp): the files of the units hosted here. The dense
+  // state is written once, by the host of shard 0 (every replica is identical).
+  std::vector<unit_file_info> write_checkpoint(const std::string& root, std::int64_t step, std::int64_t epoch);
+  void load_checkpoint(const std::string& root, const checkpoint_manifest& m);
 
   std::vector<shard_unit>& shards() { return shards_; }
   std::vector<expert_unit>& experts() { return experts_; }

@@ -354,6 +354,9 @@ caf::behavior worker_actor(self_ptr self, worker_options opts) {
       [self](finish_atom a, const step_tag& tag, bool apply) {
         if (from_coordinator(self, tag)) self->send(self->state.compute, a, tag, apply);
       },
+      [self](checkpoint_atom a, const step_tag& tag) {
+        if (from_coordinator(self, tag)) self->send(self->state.compute, a, tag);
+      },
       [self](shutdown_atom) -> result_msg {
         if (!is_local(self)) {
           self->state.gate->admit_or_count(sender_node(self));
