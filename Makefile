@@ -33,7 +33,8 @@ demo-data: build
 
 demo: demo-data
 	$(GLAM) plan configs/glam-tiny.toml
-	$(GLAM) train configs/glam-tiny.toml --data $(DEMO_DIR)/data --metrics $(DEMO_DIR)/metrics.jsonl
+	$(GLAM) train configs/glam-tiny.toml --workers 2 --data $(DEMO_DIR)/data --metrics $(DEMO_DIR)/metrics.jsonl \
+	  --checkpoint-dir $(DEMO_DIR)/checkpoints
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j2 --timeout 900

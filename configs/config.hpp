@@ -64,7 +64,7 @@ struct cluster_config {
 
 struct fault_config {
   std::int64_t snapshot_every = 1;
-  std::int64_t checkpoint_every = 0;  // 0: no checkpoints
+  std::int64_t checkpoint_every = 0;  // 0: one checkpoint, at the end of the job
   std::int64_t keep_checkpoints = 3;
   std::int64_t heartbeat_ms = 500;
 };

@@ -136,7 +136,7 @@ void complete_round(self_ptr self) {
                  done->val_loss ? fmt::format(", val_loss {:.6f}", *done->val_loss) : std::string());
     if (s.opts.on_step) s.opts.on_step(*j, line);
   }
-  if (train_round && checkpoint_due(r.cfg, r.driver->steps_done())) return start_checkpoint(self);
+  if (s.opts.checkpoints && train_round && checkpoint_due(r.cfg, r.driver->steps_done())) return start_checkpoint(self);
   start_round(self);
 }
 

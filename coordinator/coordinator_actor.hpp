@@ -39,6 +39,7 @@ struct coordinator_options {
   // Where jobs' checkpoints go (empty: STATE/checkpoints/<job name>), and whether a job
   // starts from the newest valid checkpoint there (a resubmitted job goes on).
   std::string checkpoint_root;
+  bool checkpoints = true;
   bool resume = true;
   // Testing: seeded random placements (0: the planner's).
   std::uint64_t random_placement_seed = 0;

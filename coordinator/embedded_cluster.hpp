@@ -16,6 +16,10 @@ struct embedded_options {
   std::string state_dir;        // the coordinator's state: jobs, metrics
   double sgemm_flops = 0;       // for the MFU of the metrics (0: none)
   std::int64_t inject_nonfinite_step = -1;
+  // Checkpoints: written to this directory (every fault.checkpoint_every steps and at the
+  // end) when it is given; resume: start from the newest valid one there.
+  std::string checkpoint_root;
+  bool resume = false;
   std::function<void(const job_record&, const nlohmann::json&)> on_step;
 };
 

@@ -1,6 +1,8 @@
 // `glam train` as a user runs it on the demo corpus: glam-tiny's validation loss falls well
-// below the unigram entropy of the data within the demo's budget, the metrics file has a
-// line per step, and an injected non-finite gradient is skipped and counted.
+// below the unigram entropy of the data within the demo's budget (on embedded workers, as
+// `make demo` trains), the metrics file has a line per step, the embedded actors give the
+// reference step's losses bit for bit, and an injected non-finite gradient is skipped and
+// counted on both paths.
 #include <gtest/gtest.h>
 
 #include "cli_testing.hpp"
@@ -57,7 +59,7 @@ TEST_F(CliTrain, TinyModelLearnsWellBelowTheUnigramEntropy) {
   const std::string metrics = (*dir_ / "metrics.jsonl").string();
   std::string out;
   ASSERT_EQ(run("train '" + std::string(GLAM_SOURCE_DIR) + "/configs/glam-tiny.toml' --data '" +
-                    (*dir_ / "data").string() + "' --metrics '" + metrics + "'",
+                    (*dir_ / "data").string() + "' --workers 2 --metrics '" + metrics + "'",
                 &out),
             0)
       << out;
@@ -74,11 +76,37 @@ TEST_F(CliTrain, TinyModelLearnsWellBelowTheUnigramEntropy) {
   EXPECT_LT(lines.back()["loss"].get<double>(), lines.front()["loss"].get<double>() - 2.0);
 }
 
-TEST_F(CliTrain, InjectedNonFiniteGradientIsSkippedAndCounted) {
+TEST_F(CliTrain, EmbeddedWorkersEqualTheReferenceStepBitwise) {
+  const std::string config = std::string(GLAM_SOURCE_DIR) + "/configs/glam-tiny.toml";
+  const std::string data = (*dir_ / "data").string();
+  std::string out;
+  ASSERT_EQ(run("train '" + config + "' --steps 8 --data '" + data + "' --metrics '" + (*dir_ / "ref.jsonl").string() + "'",
+                &out),
+            0)
+      << out;
+  ASSERT_EQ(run("train '" + config + "' --steps 8 --workers 3 --data '" + data + "' --metrics '" +
+                    (*dir_ / "actors.jsonl").string() + "'",
+                &out),
+            0)
+      << out;
+  auto want = read_metrics((*dir_ / "ref.jsonl").string());
+  auto got = read_metrics((*dir_ / "actors.jsonl").string());
+  ASSERT_EQ(want.size(), 8u);
+  ASSERT_EQ(got.size(), 8u);
+  for (std::size_t k = 0; k < want.size(); ++k)
+    for (const char* key : {"step", "loss", "cross_entropy", "aux_loss", "tokens", "skipped", "dropped", "tokens_per_expert"})
+      EXPECT_EQ(got[k][key], want[k][key]) << key << " at step " << k;
+  ASSERT_TRUE(want.back().contains("val_loss"));
+  EXPECT_EQ(got.back()["val_loss"], want.back()["val_loss"]);
+}
+
+class CliTrainNonFinite : public CliTrain, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(CliTrainNonFinite, InjectedNonFiniteGradientIsSkippedAndCounted) {
   const std::string metrics = (*dir_ / "nan.jsonl").string();
   std::string out;
   ASSERT_EQ(run("train '" + std::string(GLAM_SOURCE_DIR) + "/configs/glam-tiny.toml' --steps 4 --inject-nonfinite-step 2 --data '" +
-                    (*dir_ / "data").string() + "' --metrics '" + metrics + "'",
+                    (*dir_ / "data").string() + "' --metrics '" + metrics + "' " + GetParam(),
                 &out),
             0)
       << out;
@@ -88,5 +116,8 @@ TEST_F(CliTrain, InjectedNonFiniteGradientIsSkippedAndCounted) {
   EXPECT_NE(out.find("step skipped"), std::string::npos) << out;
   EXPECT_NE(out.find("(1 skipped)"), std::string::npos) << out;
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, CliTrainNonFinite, ::testing::Values("", "--workers 2"),
+                         [](const auto& info) { return std::string(info.index == 0 ? "reference" : "embedded"); });
 
 }  // namespace
