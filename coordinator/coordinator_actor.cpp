@@ -112,6 +112,21 @@ void finish_checkpoint(self_ptr self) {
   r.checkpoint_step = -1;
 }
 
+// Releases the running job's units (the job stays in the table, to be resumed from its
+// last checkpoint when the coordinator starts again), persists, and quits.
+result_msg shut_down(self_ptr self) {
+  auto& s = self->state;
+  if (s.run) {
+    const step_tag tag{s.run->id, s.run->driver ? s.run->driver->steps_done() : 0, s.jobs->epoch()};
+    for (auto& [name, h] : s.handles) self->send(h, release_atom::value, tag);
+    spdlog::info("coordinator: job {} stopped at step {}; it resumes from its last checkpoint", s.run->id, tag.step);
+  }
+  s.jobs->persist();
+  spdlog::info("coordinator shutting down; epoch {} persisted", s.jobs->epoch());
+  self->quit();
+  return {true, "bye"};
+}
+
 // Every worker reported (and, for a training step, applied the decision): commit the
 // round, record the step's metrics once it is complete, and go on.
 void complete_round(self_ptr self) {
@@ -429,9 +444,10 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
         try {
           finish_checkpoint(self);
         } catch (const std::exception& e) {
-          return fail_job(self, *j, std::string("cannot write the checkpoint manifest: ") + e.what());
+          fail_job(self, *j, std::string("cannot write the checkpoint manifest: ") + e.what());
         }
-        start_round(self);
+        if (s.shutdown.pending()) return (void)s.shutdown.deliver(shut_down(self));
+        if (s.run) start_round(self);
       },
       [self](deadline_atom, const std::string& id, std::int64_t serial) {
         auto& s = self->state;
@@ -443,6 +459,7 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
         fail_job(self, *j,
                  what + " within " + std::to_string(s.opts.step_timeout.count()) +
                      " ms; the last checkpoint is kept");
+        if (s.shutdown.pending()) s.shutdown.deliver(shut_down(self));
       },
       [self](submit_atom, const std::string& toml, const std::string& source) -> result_msg {
         if (!admitted(self)) return {false, "not authenticated"};
@@ -483,15 +500,19 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
         fail_job(self, *j, "stopped by a client at step " + std::to_string(j->step), job_state::stopped);
         return {true, "job " + id + " stopped at step " + std::to_string(j->step)};
       },
-      [self](shutdown_atom) -> result_msg {
+      [self](shutdown_atom) -> caf::result<result_msg> {
         auto& s = self->state;
         if (caf::to_string(self->current_sender() ? self->current_sender()->node() : caf::node_id{}) !=
             caf::to_string(self->system().node()))
-          return {false, "shutdown is local only"};
-        s.jobs->persist();
-        spdlog::info("coordinator shutting down; epoch {} persisted", s.jobs->epoch());
-        self->quit();
-        return {true, "bye"};
+          return result_msg{false, "shutdown is local only"};
+        // A checkpoint being written is finished first (bounded by the round deadline);
+        // a step in flight is aborted: the job resumes from its last checkpoint.
+        if (s.run && s.run->checkpoint_step >= 0) {
+          spdlog::info("coordinator: finishing the checkpoint of step {} before shutting down", s.run->checkpoint_step);
+          s.shutdown = self->make_response_promise<result_msg>();
+          return s.shutdown;
+        }
+        return shut_down(self);
       },
   };
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
 #include <nlohmann/json.hpp>
 
@@ -79,6 +80,7 @@ struct coordinator_state {
   std::map<std::string, std::vector<std::string>> hosted;  // worker name -> unit names
   std::int64_t dropped_stale = 0;
   std::unique_ptr<running_job> run;
+  caf::response_promise shutdown;  // a shutdown waiting for a checkpoint to be written
   coordinator_options opts;
 };
 

@@ -176,10 +176,14 @@ TEST(ClusterDaemons, RestartedCoordinatorReloadsJobsAndEpoch) {
   cluster c("restart");
   auto& w = c.add_worker("w0");
   ASSERT_GT(w.wait_port(), 0);
-  write_file(c.dir + "/job.toml", tiny_job, 0644);
+  write_file(c.dir + "/job.toml", std::string(tiny_job) + "[fault]\ncheckpoint_every = 5\n", 0644);
   auto [rc, id] = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/job.toml"});
   ASSERT_EQ(rc, 0) << id;
   c.wait_status([](const nlohmann::json& s) { return s["jobs"].size() == 1 && s["jobs"][0]["state"] == "running"; });
+  // SIGTERM once the job has a checkpoint: the step in flight is aborted, the job is kept.
+  const auto first = c.dir + "/state/checkpoints/tiny/step-00000005/manifest.capnp";
+  for (int i = 0; i < 3000 && !fs::exists(first); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(fs::exists(first)) << c.coordinator->err();
   c.coordinator->kill(SIGTERM);
   ASSERT_EQ(c.coordinator->wait_exit(15s), 0) << c.coordinator->err();
   EXPECT_NE(w.wait_exit(15s), 1000);  // the worker does not hang without its coordinator
@@ -199,6 +203,9 @@ TEST(ClusterDaemons, RestartedCoordinatorReloadsJobsAndEpoch) {
   ASSERT_GT(w2.wait_port(), 0) << w2.err();
   s = c.wait_status([](const nlohmann::json& s) { return s["jobs"][0]["state"] == "running"; });
   EXPECT_EQ(s["jobs"][0]["state"], "running") << s.dump();
+  // It goes on from its newest checkpoint, not from the start.
+  EXPECT_NE(c.coordinator->err().find("resuming from the checkpoint of step "), std::string::npos)
+      << c.coordinator->err();
 }
 
 }  // namespace
