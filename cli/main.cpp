@@ -3,8 +3,11 @@
 #include <exception>
 
 #include "cli/commands.hpp"
+#include "kernels/matmul.hpp"
 
 int main(int argc, char** argv) {
+  // BLIS picks its kernel set once, from the environment: do it before any thread starts.
+  glam::blis_configuration();
   CLI::App app{"glam: train and serve GLaM-style Mixture-of-Experts language models on actors"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "glam 0.1.0");

@@ -24,8 +24,11 @@ void linear_forward(const T* x, const T* w, T* y, index n, index k, index o);
 template <class T>
 void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, index n, index k, index o);
 
-// The machine's measured sgemm rate on an n×n×n product with all compute threads, in
-// FLOP/s: the baseline that MFU figures divide by.
+// The machine's sgemm rate on an n×n×n product with all compute threads, in FLOP/s: the
+// baseline that MFU figures divide by (docs/performance.md). The best of at least 5 timed
+// products spanning min_seconds, after one untimed product: on a shared machine the best
+// repetition is the least disturbed one. n = 2048 and a second or more give a stable
+// figure on 2 cores; smaller n runs below the cores' rate and inflates MFU.
 double measure_sgemm_flops(index n = 2048, double min_seconds = 1.0);
 
 // The BLIS configuration this process runs (architecture, kernel set), for fingerprints.

@@ -377,10 +377,13 @@ struct expert_unit::impl {
   optimizer_state opt;
   ffn_activation act;
   // Per MoE layer, the fixed [S·C, ·] layout, shard-major: inputs, activations (a, u only
-  // for gated GELU) and output gradients of every row this expert served. Shard s's rows
-  // are rows [s·C, (s+1)·C) of each.
+  // for gated GELU), output gradients and pre-activation gradients of every row this expert
+  // served. Shard s's rows are rows [s·C, (s+1)·C) of each. The backward's rows part
+  // overwrites a and u with da and du (the weights part needs neither); relu keeps dpre
+  // beside h, which dW2 still needs.
   struct layer_rows {
-    tensor x, a, u, h, dy;
+    tensor x, a, u, h, dy, dpre;
+    std::vector<bool> backward_in;  // per shard: its backward rows were computed
   };
   std::vector<layer_rows> layers;
   std::vector<index> moe_blocks;  // block index of each MoE layer
@@ -422,14 +425,22 @@ optimizer_state& expert_unit::optimizer() { return p_->opt; }
 void expert_unit::begin_step(std::int64_t) {
   impl& s = *p_;
   const index R = s.cfg.cluster.shards * s.rows_per_shard(), M = s.cfg.model.d_model, H = s.cfg.model.d_ff;
-  s.layers.assign(s.moe_blocks.size(), impl::layer_rows());
+  // The row buffers live from step to step: every row of them is written before it is read
+  // (each shard's forward and backward fill their own rows), and allocating them afresh
+  // every step cost more in page faults and zero-filling than the gating, dispatch and
+  // combine together.
+  s.layers.resize(s.moe_blocks.size());
+  auto ensure = [](tensor& t, index rows, index cols) {
+    if (t.size() != rows * cols) t = tensor({rows, cols});
+  };
   for (auto& l : s.layers) {
-    l.x = tensor({R, M});
-    l.h = tensor({R, H});
-    l.dy = tensor({R, M});
+    ensure(l.x, R, M);
+    ensure(l.h, R, H);
+    ensure(l.dy, R, M);
+    l.backward_in.assign(static_cast<std::size_t>(s.cfg.cluster.shards), false);
     if (s.act == ffn_activation::gated_gelu) {
-      l.a = tensor({R, H});
-      l.u = tensor({R, H});
+      ensure(l.a, R, H);
+      ensure(l.u, R, H);
     }
   }
   if (s.grads.items.empty()) s.grads = s.params.zeros_like();
@@ -462,13 +473,17 @@ tensor expert_unit::backward(index moe, index shard, const float* d_out) {
   std::copy(d_out, d_out + C * M, dy);
   tensor dx({C, M});
   const auto w = s.weights(moe);
-  const float* x = l.x.ptr() + shard * C * M;
   const index at = shard * C * H;
-  if (s.act == ffn_activation::relu)
-    relu_ffn_backward<float>(x, w.w1, w.w2, l.h.ptr() + at, dy, dx.ptr(), nullptr, nullptr, C, M, H);
-  else
-    gelu_ffn_backward<float>(x, w.wg, w.w1, w.w2, l.a.ptr() + at, l.u.ptr() + at, l.h.ptr() + at, dy, dx.ptr(),
-                             nullptr, nullptr, nullptr, C, M, H);
+  // A repeated call for the same shard recomputes the same rows: harmless.
+  l.backward_in[static_cast<std::size_t>(shard)] = true;
+  if (s.act == ffn_activation::relu) {
+    if (l.dpre.size() != s.cfg.cluster.shards * C * H) l.dpre = tensor({s.cfg.cluster.shards * C, H});
+    relu_ffn_backward_rows<float>(w.w1, w.w2, l.h.ptr() + at, dy, dx.ptr(), l.dpre.ptr() + at, C, M, H);
+  } else {
+    float* a = l.a.ptr() + at;
+    float* u = l.u.ptr() + at;
+    gated_ffn_backward_rows<float>(w.wg, w.w1, w.w2, a, u, dy, dx.ptr(), a, u, C, M, H);
+  }
   return dx;
 }
 
@@ -478,15 +493,17 @@ void expert_unit::finish_layer_backward(index moe) {
   const index R = s.cfg.cluster.shards * s.rows_per_shard(), M = s.cfg.model.d_model, H = s.cfg.model.d_ff;
   const index l = s.moe_blocks[static_cast<std::size_t>(moe)];
   auto& rows = s.layers[static_cast<std::size_t>(moe)];
-  const auto w = s.weights(moe);
   float* dw1 = s.grads.at(lname(l, "w1")).ptr();
   float* dw2 = s.grads.at(lname(l, "w2")).ptr();
-  if (s.act == ffn_activation::relu)
-    relu_ffn_backward<float>(rows.x.ptr(), w.w1, w.w2, rows.h.ptr(), rows.dy.ptr(), nullptr, dw1, dw2, R, M, H);
-  else
-    gelu_ffn_backward<float>(rows.x.ptr(), w.wg, w.w1, w.w2, rows.a.ptr(), rows.u.ptr(), rows.h.ptr(), rows.dy.ptr(),
-                             nullptr, s.grads.at(lname(l, "wg")).ptr(), dw1, dw2, R, M, H);
-  rows = impl::layer_rows();
+  // The rows part ran once per shard (expert_unit::backward); only the weight GEMMs remain.
+  for (bool in : rows.backward_in)
+    GLAM_CHECK(in, "finish_layer_backward before every shard's backward rows of the layer are in");
+  if (s.act == ffn_activation::relu) {
+    relu_ffn_backward_weights<float>(rows.x.ptr(), rows.h.ptr(), rows.dy.ptr(), rows.dpre.ptr(), dw1, dw2, R, M, H);
+  } else {
+    gated_ffn_backward_weights<float>(rows.x.ptr(), rows.h.ptr(), rows.dy.ptr(), rows.a.ptr(), rows.u.ptr(),
+                                      s.grads.at(lname(l, "wg")).ptr(), dw1, dw2, R, M, H);
+  }
 }
 
 bool expert_unit::grads_finite() const { return p_->grads.all_finite(); }

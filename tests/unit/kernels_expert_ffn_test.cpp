@@ -1,12 +1,13 @@
 // expert_ffn (ReLU expert; gated-GELU through gelu_ffn): finite differences for x, W1, W2,
 // float against double, the same bits for 1 and 2 threads, rows alone equal to rows in a
-// batch, zero padding rows giving zero outputs and no weight gradient, and the gated
-// variant equal to gelu_ffn bit for bit.
+// batch, zero padding rows giving zero outputs and no weight gradient, the gated variant
+// equal to gelu_ffn bit for bit, and the split backward (rows now, weights later) against
+// plain loops, finite differences and the one-call backward's bits.
 #include <gtest/gtest.h>
 
-#include <ostream>
-
+#include <algorithm>
 #include <cmath>
+#include <ostream>
 
 #include "kernels/expert_ffn.hpp"
 #include "kernels/gelu_ffn.hpp"
@@ -165,6 +166,133 @@ TEST_P(ExpertFfnTest, ZeroPaddingRowsContributeNothing) {
   for (index i = c.rows * c.m; i < padded.rows * c.m; ++i) ASSERT_EQ(b.y[i], 0.f);
   expect_float_near_double(b.dw1, dvec(a.dw1.begin(), a.dw1.end()), "dW1", 1e-6, 1e-7);
   expect_float_near_double(b.dw2, dvec(a.dw2.begin(), a.dw2.end()), "dW2", 1e-6, 1e-7);
+}
+
+// The split backward as an expert unit runs it: the rows part once per chunk of `chunk`
+// rows (a shard's rows), last chunk first (arrival order must not matter), then the weights
+// part over all rows. Gated GELU overwrites a and u with da and du, as the unit does.
+template <class T>
+expert_run<T> run_split(ffn_activation act, const expert_case& c, const std::vector<T>& x, const std::vector<T>& wg,
+                        const std::vector<T>& w1, const std::vector<T>& w2, const std::vector<T>& dy, index chunk) {
+  expert_run<T> r = run<T>(act, c, x, wg, w1, w2, {});
+  r.dx.assign(x.size(), T(0));
+  r.dwg.assign(wg.size(), T(0));
+  r.dw1.assign(w1.size(), T(0));
+  r.dw2.assign(w2.size(), T(0));
+  const index rh = c.rows * c.h;
+  std::vector<T> dpre(act == ffn_activation::relu ? rh : 0);
+  T* a = r.saved.data();
+  T* u = a + rh;
+  const T* h = act == ffn_activation::relu ? r.saved.data() : r.saved.data() + 2 * rh;
+  const index chunks = (c.rows + chunk - 1) / chunk;
+  for (index k = chunks - 1; k >= 0; --k) {
+    const index begin = k * chunk, n = std::min(chunk, c.rows - begin);
+    const index xm = begin * c.m, xh = begin * c.h;
+    if (act == ffn_activation::relu)
+      relu_ffn_backward_rows(w1.data(), w2.data(), h + xh, dy.data() + xm, r.dx.data() + xm, dpre.data() + xh, n, c.m,
+                             c.h);
+    else
+      gated_ffn_backward_rows(wg.data(), w1.data(), w2.data(), a + xh, u + xh, dy.data() + xm, r.dx.data() + xm,
+                              a + xh, u + xh, n, c.m, c.h);
+  }
+  if (act == ffn_activation::relu)
+    relu_ffn_backward_weights(x.data(), h, dy.data(), dpre.data(), r.dw1.data(), r.dw2.data(), c.rows, c.m, c.h);
+  else
+    gated_ffn_backward_weights(x.data(), h, dy.data(), a, u, r.dwg.data(), r.dw1.data(), r.dw2.data(), c.rows, c.m,
+                               c.h);
+  return r;
+}
+
+// A plain-loop double reference of the ReLU expert's backward: the formulas, written out.
+struct reference_grads {
+  dvec dx, dw1, dw2;
+};
+reference_grads relu_reference(const expert_case& c, const dvec& x, const dvec& w1, const dvec& w2, const dvec& dy) {
+  reference_grads g{dvec(x.size()), dvec(w1.size()), dvec(w2.size())};
+  for (index r = 0; r < c.rows; ++r) {
+    dvec h(c.h), dpre(c.h);
+    for (index j = 0; j < c.h; ++j) {
+      double p = 0;
+      for (index i = 0; i < c.m; ++i) p += x[r * c.m + i] * w1[i * c.h + j];
+      h[j] = p > 0 ? p : 0;
+      double dh = 0;
+      for (index o = 0; o < c.m; ++o) dh += dy[r * c.m + o] * w2[j * c.m + o];
+      dpre[j] = p > 0 ? dh : 0;
+    }
+    for (index j = 0; j < c.h; ++j)
+      for (index o = 0; o < c.m; ++o) g.dw2[j * c.m + o] += h[j] * dy[r * c.m + o];
+    for (index i = 0; i < c.m; ++i)
+      for (index j = 0; j < c.h; ++j) {
+        g.dw1[i * c.h + j] += x[r * c.m + i] * dpre[j];
+        g.dx[r * c.m + i] += dpre[j] * w1[i * c.h + j];
+      }
+  }
+  return g;
+}
+
+TEST_P(ExpertFfnTest, SplitReluBackwardMatchesPlainLoops) {
+  const auto c = GetParam();
+  const expert_data d = make_data(c, 8);
+  const dvec dy = random_vector(c.rows * c.m, 16);
+  const auto ref = relu_reference(c, d.x, d.w1, d.w2, dy);
+  const auto g = run_split<double>(ffn_activation::relu, c, d.x, {}, d.w1, d.w2, dy, 3);
+  expect_gradients_near(g.dx, ref.dx, "dx", 1e-12, 1e-12);
+  expect_gradients_near(g.dw1, ref.dw1, "dW1", 1e-12, 1e-12);
+  expect_gradients_near(g.dw2, ref.dw2, "dW2", 1e-12, 1e-12);
+}
+
+TEST_P(ExpertFfnTest, SplitBackwardMatchesFiniteDifferences) {
+  const auto c = GetParam();
+  if (c.fd_rtol == 0) GTEST_SKIP() << "finite differences run on the small shapes only";
+  for (auto act : {ffn_activation::relu, ffn_activation::gated_gelu}) {
+    SCOPED_TRACE(act == ffn_activation::relu ? "relu" : "gated_gelu");
+    expert_data d = make_data(c, 9);
+    if (act == ffn_activation::relu) d.wg.clear();
+    const dvec r = random_vector(c.rows * c.m, 17);
+    auto loss = [&] { return weighted_sum(run<double>(act, c, d.x, d.wg, d.w1, d.w2, {}).y, r); };
+    const auto g = run_split<double>(act, c, d.x, d.wg, d.w1, d.w2, r, 4);
+    expect_gradients_near(g.dx, numeric_gradient(d.x, loss), "dx", c.fd_rtol);
+    if (!d.wg.empty()) expect_gradients_near(g.dwg, numeric_gradient(d.wg, loss), "dWg", c.fd_rtol);
+    expect_gradients_near(g.dw1, numeric_gradient(d.w1, loss), "dW1", c.fd_rtol);
+    expect_gradients_near(g.dw2, numeric_gradient(d.w2, loss), "dW2", c.fd_rtol);
+  }
+}
+
+TEST_P(ExpertFfnTest, SplitBackwardIsWholeBackwardBitForBit) {
+  // Any split of the rows, in any order, with 1 or 2 threads, gives the one-call backward's
+  // bits: what lets an expert compute each shard's rows as they arrive.
+  const auto c = GetParam();
+  const expert_data d = make_data(c, 10);
+  const fvec x = to_float(d.x), wg = to_float(d.wg), w1 = to_float(d.w1), w2 = to_float(d.w2);
+  const fvec dy = to_float(random_vector(c.rows * c.m, 18));
+  for (auto act : {ffn_activation::relu, ffn_activation::gated_gelu}) {
+    SCOPED_TRACE(act == ffn_activation::relu ? "relu" : "gated_gelu");
+    const fvec g_in = act == ffn_activation::relu ? fvec() : wg;
+    const auto whole = run<float>(act, c, x, g_in, w1, w2, dy);
+    for (index chunk : {index(1), index(5), c.rows})
+      for (int t = 1; t <= 2; ++t) {
+        expert_run<float> split;
+        with_threads(t, [&] { split = run_split<float>(act, c, x, g_in, w1, w2, dy, chunk); });
+        EXPECT_TRUE(same_bits(split.dx, whole.dx)) << "chunk " << chunk << ", threads " << t;
+        EXPECT_TRUE(same_bits(split.dwg, whole.dwg)) << "chunk " << chunk << ", threads " << t;
+        EXPECT_TRUE(same_bits(split.dw1, whole.dw1)) << "chunk " << chunk << ", threads " << t;
+        EXPECT_TRUE(same_bits(split.dw2, whole.dw2)) << "chunk " << chunk << ", threads " << t;
+      }
+    // The dispatching pair over all rows at once, too.
+    expert_run<float> r = run<float>(act, c, x, g_in, w1, w2, {});
+    fvec dx(x.size()), dwg(wg.size()), dw1(w1.size()), dw2(w2.size());
+    fvec pre(c.rows * expert_pre_grads_per_row(act, c.h));
+    expert_weights<float> w{g_in.empty() ? nullptr : g_in.data(), w1.data(), w2.data()};
+    expert_gradients<float> g{g_in.empty() ? nullptr : dwg.data(), dw1.data(), dw2.data()};
+    expert_ffn_backward_rows(act, w, r.saved.data(), dy.data(), dx.data(), pre.data(), c.rows, c.m, c.h);
+    expert_ffn_backward_weights(act, x.data(), r.saved.data(), dy.data(), pre.data(), g, c.rows, c.m, c.h);
+    EXPECT_TRUE(same_bits(dx, whole.dx));
+    if (!g_in.empty()) {
+      EXPECT_TRUE(same_bits(dwg, whole.dwg));
+    }
+    EXPECT_TRUE(same_bits(dw1, whole.dw1));
+    EXPECT_TRUE(same_bits(dw2, whole.dw2));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ExpertFfnTest,

@@ -2,7 +2,11 @@
 // batching (the determinism everything else rests on), and agree with a naive product.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <random>
+#include <stdexcept>
+#include <string>
 
 #include "kernels/matmul.hpp"
 #include "kernels/parallel.hpp"
@@ -77,6 +81,30 @@ INSTANTIATE_TEST_SUITE_P(Shapes, MatmulTest,
                                            gemm_case{1, 33, 17},
                                            // over the single-thread cut-off: BLIS runs two threads
                                            gemm_case{520, 128, 256}));
+
+TEST(MatmulBaseline, SgemmRateIsPositiveAndFinite) {
+  // A small, quick product: the rate is the best of the repetitions, so it must be a real
+  // number of FLOP/s however the machine is loaded.
+  const double rate = measure_sgemm_flops(64, 0.0);
+  EXPECT_GT(rate, 0.0);
+  EXPECT_TRUE(std::isfinite(rate));
+  EXPECT_THROW(measure_sgemm_flops(0, 0.0), std::logic_error);
+}
+
+#if defined(__x86_64__)
+// Read before main: the first GEMM sets BLIS_ARCH_TYPE itself when it selects the kernels.
+const bool user_chose_blis_kernels = std::getenv("BLIS_ARCH_TYPE") != nullptr;
+
+TEST(MatmulBaseline, VectorKernelsWhereTheCpuHasThem) {
+  // BLIS falls back to its portable kernels on CPUs newer than its release; matmul.cpp
+  // then selects the x86-64 kernel set the CPU supports (unless BLIS_ARCH_TYPE is set).
+  if (user_chose_blis_kernels) GTEST_SKIP() << "BLIS_ARCH_TYPE chooses the kernels";
+  __builtin_cpu_init();
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) GTEST_SKIP() << "no AVX2/FMA";
+  const std::string config = blis_configuration();
+  EXPECT_EQ(config.find("generic"), std::string::npos) << config;
+}
+#endif
 
 }  // namespace
 }  // namespace glam
