@@ -130,7 +130,7 @@ int run_train(const train_options& o) {
               (long long)c.model.seq_len, (long long)c.model.experts);
   std::printf("data %s: %lld train tokens, unigram entropy %.4f nats\n", c.data.dir.c_str(),
               (long long)data.train_tokens(), data.unigram_entropy());
-  training_report report(c, measure_sgemm_flops(1024, 0.3));
+  training_report report(c, measure_sgemm_flops());
   std::printf("sgemm baseline %.1f GFLOP/s on %d threads\n", report.sgemm_flops() / 1e9, compute_threads());
 
   std::optional<checkpoint_manifest> resume_from;

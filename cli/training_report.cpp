@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "configs/plan.hpp"
+#include "model/metrics.hpp"
 
 namespace glam::cli {
 
@@ -25,20 +26,7 @@ nlohmann::json training_report::record(const step_metrics& m, double seconds, st
 
   const double tokens_per_second = seconds > 0 ? double(m.tokens) / seconds : 0;
   const double mfu = flops_per_token_ * tokens_per_second / sgemm_flops_;
-  nlohmann::json j;
-  j["step"] = m.step;
-  j["loss"] = m.loss.loss;
-  j["cross_entropy"] = m.loss.cross_entropy;
-  j["aux_loss"] = m.loss.aux;
-  j["z_loss"] = m.loss.z;
-  j["tokens"] = m.tokens;
-  j["seconds"] = seconds;
-  j["tokens_per_second"] = tokens_per_second;
-  j["mfu"] = mfu;
-  j["skipped"] = m.skipped;
-  j["dropped"] = m.dropped;
-  j["tokens_per_expert"] = m.tokens_per_expert;
-  if (val_loss) j["val_loss"] = *val_loss;
+  nlohmann::json j = step_metrics_json(m, seconds, flops_per_token_, sgemm_flops_, val_loss);
 
   if (m.skipped)
     std::printf("step %lld: gradients not finite, step skipped (%lld skipped so far)\n", (long long)m.step,

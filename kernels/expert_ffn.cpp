@@ -12,22 +12,6 @@ namespace glam {
 namespace {
 constexpr index elements_per_item = 1 << 15;
 
-template <class T>
-constexpr T gelu_c = T(0.7978845608028654);  // sqrt(2/π)
-template <class T>
-constexpr T gelu_k = T(0.044715);
-
-// gelu_tanh and its slope, written exactly as gelu_ffn.cpp writes them (the logistic form:
-// see there why), so that the split gated backward has gelu_ffn_backward's bits; a test
-// compares the two bit for bit.
-template <class T>
-inline void gelu_value_and_slope(T z, T& g, T& slope) {
-  const T z2 = z * z;
-  const T e = exp_of(T(-2) * gelu_c<T> * (z + gelu_k<T> * z2 * z));
-  const T s = T(1) / (T(1) + e);
-  g = z * s;
-  slope = s + T(2) * z * s * (e * s) * gelu_c<T> * (T(1) + T(3) * gelu_k<T> * z2);
-}
 }  // namespace
 
 template <class T>

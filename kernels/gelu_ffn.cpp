@@ -13,31 +13,6 @@ namespace {
 constexpr index elements_per_item = 1 << 15;
 
 template <class T>
-constexpr T gelu_c = T(0.7978845608028654);  // sqrt(2/π)
-template <class T>
-constexpr T gelu_k = T(0.044715);
-
-// gelu_tanh through the identity 0.5·(1 + tanh(w)) = 1 / (1 + exp(−2w)), w = c·(z + k·z³):
-//   g = z·s,  g' = s + 2·z·s·(1 − s)·c·(1 + 3k·z²),  s = 1 / (1 + e),  1 − s = e·s,  e = exp(−2w).
-// The same function as the tanh form, but where tanh(w) nears −1 the tanh form cancels
-// (1 + t loses every digit in float for z < −4); this form keeps the relative accuracy of
-// exp on both tails, and costs one exp and one division.
-template <class T>
-inline T gelu_value(T z) {
-  const T e = exp_of(T(-2) * gelu_c<T> * (z + gelu_k<T> * z * z * z));
-  return z / (T(1) + e);
-}
-
-template <class T>
-inline void gelu_value_and_slope(T z, T& g, T& slope) {
-  const T z2 = z * z;
-  const T e = exp_of(T(-2) * gelu_c<T> * (z + gelu_k<T> * z2 * z));
-  const T s = T(1) / (T(1) + e);
-  g = z * s;
-  slope = s + T(2) * z * s * (e * s) * gelu_c<T> * (T(1) + T(3) * gelu_k<T> * z2);
-}
-
-template <class T>
 std::unique_ptr<T[]> scratch(index n) {
   return std::unique_ptr<T[]>(new T[static_cast<std::size_t>(n)]);
 }
