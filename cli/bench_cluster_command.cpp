@@ -25,6 +25,7 @@
 #include "cli/commands.hpp"
 #include "configs/config.hpp"
 #include "coordinator/embedded_cluster.hpp"
+#include "kernels/parallel.hpp"
 
 extern char** environ;
 
@@ -145,7 +146,7 @@ struct bench_cluster_options {
   std::string config_path;
   std::int64_t steps = 6;
   int workers = 2;
-  int threads = 0;
+  int threads = 0;  // 0: the cores shared out among the worker processes
 };
 
 void run_bench_cluster(const bench_cluster_options& o) {
@@ -171,12 +172,15 @@ void run_bench_cluster(const bench_cluster_options& o) {
   auto job = run_embedded_job(toml, "bench", eo);
   if (job.state != job_state::finished) throw std::runtime_error("the embedded bench job failed: " + job.error);
   const auto embedded = figures(lines);
-  std::printf("embedded, 1 process:     %8.0f tokens/s  exchange share %.3f\n", embedded.tokens_per_second,
-              embedded.exchange_share);
+  std::printf("embedded, 1 process, %d compute threads: %8.0f tokens/s  exchange share %.3f\n", compute_threads(),
+              embedded.tokens_per_second, embedded.exchange_share);
   std::fflush(stdout);
-  const auto cluster = run_daemons(toml, o.workers, o.threads, dir.string());
-  std::printf("%d worker processes:     %8.0f tokens/s  exchange share %.3f\n", o.workers,
-              cluster.tokens_per_second, cluster.exchange_share);
+  // Worker processes on one machine share its cores: each gets its part, so that their
+  // kernel threads do not oversubscribe the cores (BLIS threads spin while they wait).
+  const int threads = o.threads > 0 ? o.threads : std::max(1, compute_threads() / o.workers);
+  const auto cluster = run_daemons(toml, o.workers, threads, dir.string());
+  std::printf("%d worker processes, %d compute thread%s each: %8.0f tokens/s  exchange share %.3f\n", o.workers,
+              threads, threads == 1 ? "" : "s", cluster.tokens_per_second, cluster.exchange_share);
   std::printf("ratio to embedded: %.3f (target >= 0.85)\n", cluster.tokens_per_second / embedded.tokens_per_second);
   fs::remove_all(dir);
 }
@@ -190,7 +194,7 @@ void add_bench_cluster_command(CLI::App& bench) {
   cmd->add_option("config", o->config_path, "The job's TOML config")->required()->check(CLI::ExistingFile);
   cmd->add_option("--steps", o->steps, "Steps per run (the first is not counted)")->check(CLI::Range(2, 100000));
   cmd->add_option("--workers", o->workers, "Worker processes")->check(CLI::Range(1, 64));
-  cmd->add_option("--threads", o->threads, "Compute threads per worker process (default: all cores)")
+  cmd->add_option("--threads", o->threads, "Compute threads per worker process (default: the cores divided among the workers)")
       ->check(CLI::PositiveNumber);
   cmd->callback([o] { run_bench_cluster(*o); });
 }
