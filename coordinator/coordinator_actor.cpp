@@ -311,6 +311,7 @@ std::string status_json(const coordinator_state& s) {
          {"bytes_sent", m->stats.bytes_sent},
          {"bytes_received", m->stats.bytes_received},
          {"memory_bytes", m->stats.memory_bytes},
+         {"gflops", m->stats.gflops},
          {"dropped_unauthenticated", m->stats.dropped_unauthenticated},
          {"peers", m->stats.peers},
          {"last_heard_ms",

@@ -43,6 +43,7 @@ job_record run_embedded_job(const std::string& config_toml, const std::string& s
     wo.secret = secret;
     wo.listen_host = "embedded";
     wo.local_peers = local_peers;
+    if (o.sgemm_flops > 0) wo.gflops = o.sgemm_flops / 1e9;
     workers.push_back(sys.spawn(worker_actor, wo));
     (*local_peers)[wo.name] = workers.back();
   }

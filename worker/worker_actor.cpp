@@ -166,7 +166,7 @@ caf::behavior worker_actor(self_ptr self, worker_options opts) {
   auto& s = self->state;
   s.opts = opts;
   s.gate = std::make_unique<auth_gate>(opts.secret, caf::to_string(self->system().node()));
-  s.stats.gflops = 1.0;
+  s.stats.gflops = opts.gflops;
   self->set_down_handler([self](const caf::down_msg& dm) {
     if (dm.source == self->state.coordinator.address()) {
       spdlog::error("worker {}: lost the coordinator ({})", self->state.opts.name, self->system().render(dm.reason));

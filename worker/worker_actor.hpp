@@ -25,6 +25,9 @@ struct worker_options {
   std::uint16_t listen_port = 0;
   std::chrono::milliseconds heartbeat{500};
   std::chrono::milliseconds request_timeout{10000};
+  // This worker's measured sgemm rate (GFLOP/s), reported with every heartbeat: placement
+  // weighs workers by it.
+  double gflops = 1.0;
   // Embedded mode (glam train --workers N): the other workers of this process by name.
   // They are reached by local messages instead of a connection to their address.
   std::shared_ptr<std::map<std::string, caf::actor>> local_peers;

@@ -11,6 +11,7 @@
 #include "actors/coordinator_protocol.hpp"
 #include "actors/daemon.hpp"
 #include "actors/security.hpp"
+#include "kernels/matmul.hpp"
 #include "kernels/parallel.hpp"
 #include "worker/worker_actor.hpp"
 
@@ -32,6 +33,7 @@ int run_worker(const worker_daemon_options& o) {
   wo.secret = secret;
   wo.listen_host = host;
   wo.heartbeat = o.heartbeat;
+  wo.gflops = measure_sgemm_flops(1024, 0.3) / 1e9;
   // Publish first (the coordinator hands this address to peers), then register.
   auto self_actor = sys.spawn(worker_actor, wo);
   auto stop = [&] { caf::anon_send_exit(self_actor, caf::exit_reason::user_shutdown); };
