@@ -146,7 +146,8 @@ void complete_round(self_ptr self) {
     line["exchange_share"] = done->seconds > 0 ? std::max(0.0, 1 - done->compute_seconds / done->seconds) : 0.0;
     s.jobs->append_metrics(j->id, line.dump());
     s.jobs->persist();
-    spdlog::info("job {} step {}: loss {:.6f}, aux {:.6f}, {:.0f} tokens/s{}{}", j->id, m.step, m.loss.loss,
+    if (s.opts.log_steps)
+      spdlog::info("job {} step {}: loss {:.6f}, aux {:.6f}, {:.0f} tokens/s{}{}", j->id, m.step, m.loss.loss,
                  m.loss.aux, j->tokens_per_s, m.skipped ? ", skipped (gradients not finite)" : "",
                  done->val_loss ? fmt::format(", val_loss {:.6f}", *done->val_loss) : std::string());
     if (s.opts.on_step) s.opts.on_step(*j, line);

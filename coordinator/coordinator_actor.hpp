@@ -46,6 +46,8 @@ struct coordinator_options {
   std::uint64_t random_placement_seed = 0;
   // Fault injection for tests: every job's gradients are poisoned at this step.
   std::int64_t inject_nonfinite_step = -1;
+  // Log a summary line per committed step (embedded mode prints its own progress instead).
+  bool log_steps = true;
   // Called with every committed step's metrics line (embedded mode prints progress).
   std::function<void(const job_record&, const nlohmann::json&)> on_step;
   // Called when a job ends (finished, failed or stopped).

@@ -27,6 +27,7 @@ job_record run_embedded_job(const std::string& config_toml, const std::string& s
   co.sgemm_flops = o.sgemm_flops;
   co.inject_nonfinite_step = o.inject_nonfinite_step;
   co.on_step = o.on_step;
+  co.log_steps = !o.on_step;
   co.checkpoint_root = o.checkpoint_root;
   co.checkpoints = !o.checkpoint_root.empty();
   co.resume = o.resume;
