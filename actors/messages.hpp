@@ -14,7 +14,7 @@
 namespace glam {
 
 // Bumped on every incompatible change of any message below.
-inline constexpr std::uint32_t protocol_version = 2;
+inline constexpr std::uint32_t protocol_version = 3;
 
 // What must match for two processes to compute the same bits (design.md section 3).
 struct build_fingerprint {
@@ -182,7 +182,8 @@ typename Inspector::result_type inspect(Inspector& f, shard_loss& x) {
 
 struct step_report {
   step_tag tag;
-  std::string worker;
+  std::string worker;     // the unit actor ("<worker>/shard<s>", "<worker>/experts")
+  std::string host;       // the worker that runs it
   std::int64_t step = 0;  // the round: training step k, or -1 - i for validation batch i
   bool train = true;
   bool finite = true;
@@ -194,7 +195,7 @@ struct step_report {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, step_report& x) {
-  return f(caf::meta::type_name("glam_report"), x.tag, x.worker, x.step, x.train, x.finite, x.tokens_computed,
+  return f(caf::meta::type_name("glam_report"), x.tag, x.worker, x.host, x.step, x.train, x.finite, x.tokens_computed,
            x.compute_seconds, x.shards, x.error);
 }
 

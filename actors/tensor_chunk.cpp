@@ -10,14 +10,14 @@ namespace glam {
 
 caf::error inspect(caf::serializer& f, tensor_chunk& x) {
   auto n = static_cast<std::uint64_t>(x.data.size());
-  if (auto err = f(x.tag, x.from, x.tensor_id, x.shape, x.offset, n)) return err;
+  if (auto err = f(x.tag, x.from, x.to, x.tensor_id, x.shape, x.offset, n)) return err;
   if (n == 0) return caf::none;
   return f.apply_raw(n * sizeof(float), x.data.data());
 }
 
 caf::error inspect(caf::deserializer& f, tensor_chunk& x) {
   std::uint64_t n = 0;
-  if (auto err = f(x.tag, x.from, x.tensor_id, x.shape, x.offset, n)) return err;
+  if (auto err = f(x.tag, x.from, x.to, x.tensor_id, x.shape, x.offset, n)) return err;
   // A forged count must not make us allocate: chunks are bounded by construction.
   if (n > static_cast<std::uint64_t>(max_chunk_floats))
     return caf::make_error(caf::sec::invalid_argument,

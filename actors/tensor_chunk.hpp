@@ -23,7 +23,8 @@ inline constexpr std::int64_t max_tensor_floats = std::int64_t{1} << 30;  // 4 G
 
 struct tensor_chunk {
   step_tag tag;
-  std::int32_t from = -1;        // the sending worker's number in the job's placement
+  std::int32_t from = -1;        // sending and receiving unit actor, by number
+  std::int32_t to = -1;          // (worker/step_engine.hpp: unit_actors_of)
   std::int64_t tensor_id = 0;    // which tensor of the exchange (sender's numbering)
   std::vector<index> shape;      // of the whole tensor
   std::int64_t offset = 0;       // first element of this chunk in the whole tensor

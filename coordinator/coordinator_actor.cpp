@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/fingerprint.hpp"
+#include "actors/unit_actors.hpp"
 #include "actors/worker_protocol.hpp"
 #include "configs/config.hpp"
 #include "configs/plan.hpp"
@@ -84,11 +85,9 @@ void start_checkpoint(self_ptr self) {
   r.checkpoint_files.clear();
   r.checkpoint_waiting.clear();
   const step_tag tag{r.id, r.checkpoint_step, s.jobs->epoch()};
+  for (const auto& a : unit_actors_of(r.plan.placement).placement) r.checkpoint_waiting.insert(a.worker);
   for (const auto& a : r.plan.placement)
-    if (auto h = s.handles.find(a.worker); h != s.handles.end()) {
-      r.checkpoint_waiting.insert(a.worker);
-      self->send(h->second, checkpoint_atom::value, tag);
-    }
+    if (auto h = s.handles.find(a.worker); h != s.handles.end()) self->send(h->second, checkpoint_atom::value, tag);
   self->delayed_send(self, s.opts.step_timeout, deadline_atom::value, r.id, ++r.round_serial);
 }
 
@@ -259,9 +258,10 @@ void try_start(self_ptr self) {
               if (!r.ok) return fail_job(self, *jj, "worker " + worker + " cannot host its units: " + r.message);
               s.run->waiting_hosts.erase(worker);
               if (!s.run->waiting_hosts.empty() || s.run->driver) return;
-              std::vector<std::string> workers;
-              for (const auto& a : s.run->plan.placement) workers.push_back(a.worker);
-              s.run->driver = std::make_unique<step_driver>(s.run->cfg, workers, jj->step);
+              // Every unit actor reports every round.
+              std::vector<std::string> units;
+              for (const auto& a : unit_actors_of(s.run->plan.placement).placement) units.push_back(a.worker);
+              s.run->driver = std::make_unique<step_driver>(s.run->cfg, units, jj->step);
               spdlog::info("job {}: every unit hosted; training from step {}", id, jj->step);
               start_round(self);
             },
@@ -410,7 +410,7 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
         if (!r) return;
         auto* j = s.jobs->find(r->id);
         if (!rep.error.empty())
-          return fail_job(self, *j, "worker " + rep.worker + " failed at step " + std::to_string(rep.tag.step) + ": " +
+          return fail_job(self, *j, "unit " + rep.worker + " failed at step " + std::to_string(rep.tag.step) + ": " +
                                         rep.error);
         if (auto why = r->driver->add_report(rep); !why.empty()) {
           spdlog::warn("job {}: dropped {}", r->id, why);
@@ -439,7 +439,7 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
         if (!r || rep.tag.step != r->checkpoint_step || !r->checkpoint_waiting.erase(rep.worker)) return;
         auto* j = s.jobs->find(r->id);
         if (!rep.error.empty())
-          return fail_job(self, *j, "worker " + rep.worker + " could not write its units for the checkpoint of step " +
+          return fail_job(self, *j, "unit " + rep.worker + " could not write its files for the checkpoint of step " +
                                         std::to_string(rep.tag.step) + ": " + rep.error);
         r->checkpoint_files.insert(r->checkpoint_files.end(), rep.files.begin(), rep.files.end());
         if (!r->checkpoint_waiting.empty()) return;

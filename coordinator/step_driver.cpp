@@ -40,8 +40,11 @@ std::string step_driver::add_applied(const std::string& worker) {
 
 std::optional<completed_step> step_driver::next(double round_seconds) {
   const bool applied = apply();
+  // The busiest worker's kernel time (its unit actors take turns on its cores).
+  std::map<std::string, double> per_worker;
+  for (const auto& [w, r] : reports_) per_worker[r.host] += r.compute_seconds;
   double compute = 0;
-  for (const auto& [w, r] : reports_) compute = std::max(compute, r.compute_seconds);
+  for (const auto& [w, t] : per_worker) compute = std::max(compute, t);
   // The shards' parts in shard order, whichever worker hosts them.
   std::map<std::int64_t, loss_parts> by_shard;
   for (const auto& [w, r] : reports_)

@@ -35,10 +35,10 @@ void report_failure(self_ptr self, const std::string& why) {
   auto& s = self->state;
   step_report r;
   r.tag = s.tag;
-  r.worker = s.opts.worker_name;
+  r.worker = s.unit_name;
   r.step = s.tag.step;
   r.error = why;
-  spdlog::error("worker {}: job {} step {}: {}", s.opts.worker_name, s.tag.job, s.tag.step, why);
+  spdlog::error("{}: job {} step {}: {}", s.unit_name, s.tag.job, s.tag.step, why);
   self->send(s.opts.coordinator, r);
 }
 
@@ -50,6 +50,7 @@ void flush(self_ptr self) {
     const auto& peer = s.peers.at(static_cast<std::size_t>(out.to));
     for (auto& chunk : split_tensor(out.value, s.tag, out.key.encode())) {
       chunk.from = s.engine->self();
+      chunk.to = out.to;
       s.opts.counters->bytes_sent += static_cast<std::int64_t>(chunk.data.size() * sizeof(float));
       self->send(peer, std::move(chunk));
     }
@@ -57,6 +58,7 @@ void flush(self_ptr self) {
   if (auto r = s.engine->take_report()) {
     r->tag = s.tag;
     r->compute_seconds = s.compute_seconds;
+    r->host = s.opts.worker_name;
     s.opts.counters->tokens_computed += r->tokens_computed;
     self->send(s.opts.coordinator, std::move(*r));
   }
@@ -89,16 +91,17 @@ caf::behavior compute_actor(self_ptr self, compute_options opts) {
   auto& s = self->state;
   s.opts = std::move(opts);
   s.tag = s.opts.plan.tag;
+  const auto names = unit_actors_of(s.opts.plan.placement).placement;
+  s.unit_name = s.opts.unit >= 0 && static_cast<std::size_t>(s.opts.unit) < names.size()
+                    ? names[static_cast<std::size_t>(s.opts.unit)].worker
+                    : s.opts.worker_name + "/unit" + std::to_string(s.opts.unit);
   try {
     const config c = parse_config_string(s.opts.plan.config_toml, s.opts.plan.tag.job);
-    auto layout = step_layout::from_placement(s.opts.plan.placement, c.cluster.shards, c.model.experts);
-    int me = -1;
-    for (std::size_t w = 0; w < layout.workers.size(); ++w)
-      if (layout.workers[w] == s.opts.worker_name) me = static_cast<int>(w);
-    if (me < 0) throw std::runtime_error("the job's placement does not name this worker");
+    auto actors = unit_actors_of(s.opts.plan.placement);
+    auto layout = step_layout::from_placement(actors.placement, c.cluster.shards, c.model.experts);
     s.data = open_token_source(c);
     compute_guard lock(compute_mutex());
-    s.engine = std::make_unique<step_engine>(c, layout, me, s.data);
+    s.engine = std::make_unique<step_engine>(c, layout, s.opts.unit, s.data);
     if (s.opts.plan.inject_nonfinite_step >= 0) s.engine->inject_nonfinite_gradient_at(s.opts.plan.inject_nonfinite_step);
     if (s.opts.plan.resume_step >= 0)
       s.engine->load_checkpoint(s.opts.plan.checkpoint_root,
@@ -138,7 +141,7 @@ caf::behavior compute_actor(self_ptr self, compute_options opts) {
       },
       [self](checkpoint_atom, const step_tag& tag) {
         auto& s = self->state;
-        checkpoint_report r{tag, s.opts.worker_name, {}, s.error};
+        checkpoint_report r{tag, s.unit_name, {}, s.error};
         if (s.engine) try {
             r.files = s.engine->write_checkpoint(s.opts.plan.checkpoint_root, tag.step, tag.epoch);
           } catch (const std::exception& e) {
@@ -155,7 +158,7 @@ caf::behavior compute_actor(self_ptr self, compute_options opts) {
         } catch (const std::exception& e) {
           return report_failure(self, e.what());
         }
-        self->send(s.opts.coordinator, applied_atom::value, tag, s.opts.worker_name);
+        self->send(s.opts.coordinator, applied_atom::value, tag, s.unit_name);
       },
   };
 }

@@ -1,11 +1,12 @@
 #pragma once
-// The compute actor: the units a worker hosts for one job, in a step_engine, on a thread
-// of its own (spawned detached), so that heavy kernels never keep the worker actor from
-// answering heartbeats, status or stop. The worker actor checks every message (secret,
-// epoch, sender) and hands it on; this actor assembles chunks into tensors, feeds the
-// engine, sends the engine's tensors to the peers' worker actors directly and its reports
-// to the coordinator.
-//   (peers_atom, std::vector<caf::actor>)  the peers' worker actors by worker number
+// A unit actor: one attention shard, or the experts of one worker (unit_actors_of in
+// worker/step_engine.hpp), with its step_engine, on a thread of its own (spawned
+// detached), so that heavy kernels never keep the worker actor from answering heartbeats,
+// status or stop. The worker actor checks every message (secret, epoch, sender) and hands
+// it on to the unit actor it is for; a unit actor assembles chunks into tensors, feeds its
+// engine, sends the engine's tensors to the worker actors hosting their destinations
+// (peers' directly, never through the coordinator), and its reports to the coordinator.
+//   (peers_atom, std::vector<caf::actor>)  by unit actor number: its worker's actor
 //   (begin_atom, step_tag, bool train)     run a round (worker_protocol.hpp)
 //   (tensor_chunk)                         a checked chunk from a peer
 //   (finish_atom, step_tag, bool apply)    apply or skip, then confirm to the coordinator
@@ -35,14 +36,16 @@ struct compute_counters {
 
 struct compute_options {
   std::string worker_name;
+  int unit = 0;  // this actor's number among the job's unit actors
   job_plan plan;
   caf::actor coordinator;
   std::shared_ptr<compute_counters> counters;
 };
 
 struct compute_state {
-  static inline const char* name = "glam.compute";
+  static inline const char* name = "glam.unit";
   compute_options opts;
+  std::string unit_name;  // "<worker>/shard<s>" or "<worker>/experts"
   std::shared_ptr<const token_source> data;
   std::unique_ptr<step_engine> engine;
   std::string error;  // set when the units could not be built

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "actors/unit_actors.hpp"
 #include "configs/config.hpp"
 #include "model/checkpoint.hpp"
 #include "model/train_step.hpp"

@@ -31,7 +31,7 @@ bool is_local(self_ptr self) { return sender_node(self) == caf::to_string(self->
 bool from_coordinator(self_ptr self, const step_tag& tag) {
   auto& s = self->state;
   if (!admitted(self) || !s.coordinator || sender_node(self) != caf::to_string(s.coordinator.node())) return false;
-  if (tag.epoch < s.epoch || !s.hosting || tag.job != s.plan.tag.job || !s.compute) {
+  if (tag.epoch < s.epoch || !s.hosting || tag.job != s.plan.tag.job) {
     ++s.stats.dropped_stale_epoch;
     return false;
   }
@@ -62,29 +62,41 @@ void finish_registration(self_ptr self, result_msg r) {
 }
 
 
-void stop_compute(self_ptr self) {
+void stop_units(self_ptr self) {
   auto& s = self->state;
-  if (s.compute) self->send_exit(s.compute, caf::exit_reason::user_shutdown);
-  s.compute = caf::actor();
+  for (auto& [n, unit] : s.units) self->send_exit(unit, caf::exit_reason::user_shutdown);
+  s.units.clear();
 }
 
-// The plan's units go to a compute actor of their own thread, which learns the peers'
-// actors by worker number.
-void start_compute(self_ptr self) {
+// The plan's units hosted here, each in a unit actor of its own thread (one per attention
+// shard, one for this worker's experts), which learn by unit number the worker actor
+// hosting every unit: their peers' (connected directly) or this one.
+void start_units(self_ptr self) {
   auto& s = self->state;
-  stop_compute(self);
-  compute_options co{s.opts.name, s.plan, s.coordinator, s.counters};
-  s.compute = self->system().spawn<caf::detached>(compute_actor, co);
-  // The compute thread ends with this actor, whatever ends it.
-  self->attach_functor([compute = s.compute.address()](const caf::error&) {
-    caf::anon_send_exit(compute, caf::exit_reason::user_shutdown);
-  });
+  stop_units(self);
+  s.actors = unit_actors_of(s.plan.placement);
   std::vector<caf::actor> peers;
-  for (const auto& a : s.plan.placement) {
-    auto p = s.peers.find(a.worker);
-    peers.push_back(p == s.peers.end() ? caf::actor() : p->second.handle);
+  for (const auto& host : s.actors.host) {
+    auto p = s.peers.find(host);
+    peers.push_back(host == s.opts.name ? caf::actor_cast<caf::actor>(self)
+                                        : p == s.peers.end() ? caf::actor() : p->second.handle);
   }
-  self->send(s.compute, peers_atom::value, std::move(peers));
+  for (std::size_t u = 0; u < s.actors.host.size(); ++u) {
+    if (s.actors.host[u] != s.opts.name) continue;
+    compute_options co{s.opts.name, static_cast<int>(u), s.plan, s.coordinator, s.counters};
+    auto unit = self->system().spawn<caf::detached>(compute_actor, co);
+    // A unit's thread ends with this actor, whatever ends it.
+    self->attach_functor([addr = unit.address()](const caf::error&) {
+      caf::anon_send_exit(addr, caf::exit_reason::user_shutdown);
+    });
+    self->send(unit, peers_atom::value, peers);
+    s.units[static_cast<int>(u)] = unit;
+  }
+}
+
+template <class... Ts>
+void to_units(self_ptr self, Ts&&... xs) {
+  for (auto& [n, unit] : self->state.units) self->send(unit, xs...);
 }
 
 // Answers the coordinator's host request once every peer of the plan is connected, or
@@ -99,7 +111,7 @@ void check_host_done(self_ptr self) {
   }
   for (const auto& [name, address] : s.expected_peers)
     if (!s.peers.count(name)) return;
-  start_compute(self);
+  start_units(self);
   s.host_promise.deliver(result_msg{true, "hosting"});
 }
 
@@ -330,7 +342,7 @@ caf::behavior worker_actor(self_ptr self, worker_options opts) {
         s.epoch = tag.epoch;
         if (s.hosting && s.plan.tag.job == tag.job) {
           s.hosting = false;
-          stop_compute(self);
+          stop_units(self);
         }
         return {true, "released"};
       },
@@ -342,20 +354,24 @@ caf::behavior worker_actor(self_ptr self, worker_options opts) {
           ++s.stats.dropped_stale_epoch;
           return;
         }
-        // The sender must be the peer its worker number names.
-        if (c.from < 0 || static_cast<std::size_t>(c.from) >= s.plan.placement.size()) return;
-        auto p = s.peers.find(s.plan.placement[static_cast<std::size_t>(c.from)].worker);
-        if (p == s.peers.end() || caf::to_string(p->second.handle.node()) != sender_node(self)) return;
-        self->send(s.compute, c);
+        // The sender must be the worker that hosts the unit the chunk says it is from.
+        const auto& hosts = s.actors.host;
+        if (c.from < 0 || static_cast<std::size_t>(c.from) >= hosts.size()) return;
+        const auto& host = hosts[static_cast<std::size_t>(c.from)];
+        auto p = s.peers.find(host);
+        const auto node = host == s.opts.name ? caf::to_string(self->system().node())
+                                              : p == s.peers.end() ? std::string() : caf::to_string(p->second.handle.node());
+        if (node.empty() || node != sender_node(self)) return;
+        if (auto unit = s.units.find(c.to); unit != s.units.end()) self->send(unit->second, c);
       },
       [self](begin_atom a, const step_tag& tag, bool train) {
-        if (from_coordinator(self, tag)) self->send(self->state.compute, a, tag, train);
+        if (from_coordinator(self, tag)) to_units(self, a, tag, train);
       },
       [self](finish_atom a, const step_tag& tag, bool apply) {
-        if (from_coordinator(self, tag)) self->send(self->state.compute, a, tag, apply);
+        if (from_coordinator(self, tag)) to_units(self, a, tag, apply);
       },
       [self](checkpoint_atom a, const step_tag& tag) {
-        if (from_coordinator(self, tag)) self->send(self->state.compute, a, tag);
+        if (from_coordinator(self, tag)) to_units(self, a, tag);
       },
       [self](shutdown_atom) -> result_msg {
         if (!is_local(self)) {

@@ -56,8 +56,9 @@ struct worker_state {
   caf::response_promise host_promise;
   std::map<std::string, std::string> expected_peers;  // name -> address
   std::string host_failure;
-  // The hosted units of the job, on a thread of their own (compute_actor.hpp).
-  caf::actor compute;
+  // The job's unit actors, and those hosted here by number (compute_actor.hpp).
+  unit_actors actors;
+  std::map<int, caf::actor> units;
   std::shared_ptr<compute_counters> counters = std::make_shared<compute_counters>();
 };
 
