@@ -83,8 +83,8 @@ void start_units(self_ptr self) {
   }
   for (std::size_t u = 0; u < s.actors.host.size(); ++u) {
     if (s.actors.host[u] != s.opts.name) continue;
-    compute_options co{s.opts.name, static_cast<int>(u), s.plan, s.coordinator, s.counters};
-    auto unit = self->system().spawn<caf::detached>(compute_actor, co);
+    unit_options co{s.opts.name, static_cast<int>(u), s.plan, s.coordinator, s.counters};
+    auto unit = self->system().spawn<caf::detached>(unit_actor, co);
     // A unit's thread ends with this actor, whatever ends it.
     self->attach_functor([addr = unit.address()](const caf::error&) {
       caf::anon_send_exit(addr, caf::exit_reason::user_shutdown);

@@ -11,7 +11,7 @@
 
 #include "actors/auth_gate.hpp"
 #include "actors/worker_protocol.hpp"
-#include "worker/compute_actor.hpp"
+#include "worker/unit_actor.hpp"
 
 namespace glam {
 
@@ -56,7 +56,7 @@ struct worker_state {
   caf::response_promise host_promise;
   std::map<std::string, std::string> expected_peers;  // name -> address
   std::string host_failure;
-  // The job's unit actors, and those hosted here by number (compute_actor.hpp).
+  // The job's unit actors, and those hosted here by number (unit_actor.hpp).
   unit_actors actors;
   std::map<int, caf::actor> units;
   std::shared_ptr<compute_counters> counters = std::make_shared<compute_counters>();

@@ -1,4 +1,4 @@
-#include "worker/compute_actor.hpp"
+#include "worker/unit_actor.hpp"
 
 #include <chrono>
 
@@ -13,7 +13,7 @@ namespace glam {
 
 namespace {
 
-using self_ptr = caf::stateful_actor<compute_state>*;
+using self_ptr = caf::stateful_actor<unit_state>*;
 
 // Keeps the data set alive for the source that reads it.
 class owned_dataset_source : public token_source {
@@ -87,7 +87,7 @@ std::shared_ptr<const token_source> open_token_source(const config& c) {
   return std::make_shared<owned_dataset_source>(c, std::move(d));
 }
 
-caf::behavior compute_actor(self_ptr self, compute_options opts) {
+caf::behavior unit_actor(self_ptr self, unit_options opts) {
   auto& s = self->state;
   s.opts = std::move(opts);
   s.tag = s.opts.plan.tag;

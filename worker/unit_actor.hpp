@@ -34,7 +34,7 @@ struct compute_counters {
   std::atomic<std::int64_t> bytes_sent{0};
 };
 
-struct compute_options {
+struct unit_options {
   std::string worker_name;
   int unit = 0;  // this actor's number among the job's unit actors
   job_plan plan;
@@ -42,9 +42,9 @@ struct compute_options {
   std::shared_ptr<compute_counters> counters;
 };
 
-struct compute_state {
+struct unit_state {
   static inline const char* name = "glam.unit";
-  compute_options opts;
+  unit_options opts;
   std::string unit_name;  // "<worker>/shard<s>" or "<worker>/experts"
   std::shared_ptr<const token_source> data;
   std::unique_ptr<step_engine> engine;
@@ -60,6 +60,6 @@ struct compute_state {
 // (checked against the model). Throws with the reason.
 std::shared_ptr<const token_source> open_token_source(const config& c);
 
-caf::behavior compute_actor(caf::stateful_actor<compute_state>* self, compute_options opts);
+caf::behavior unit_actor(caf::stateful_actor<unit_state>* self, unit_options opts);
 
 }  // namespace glam
