@@ -19,6 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/tiny_job.hpp"
+
 namespace glam::test {
 
 namespace fs = std::filesystem;
@@ -136,24 +138,7 @@ using namespace std::chrono_literals;
 
 inline const std::string glam_bin = GLAM_BINARY;
 
-// A job that trains until stopped: tiny, on synthetic tokens.
-inline const char* tiny_job = R"(name = "tiny"
-[model]
-vocab_size = 256
-layers = 2
-d_model = 16
-d_ff = 32
-heads = 2
-d_head = 8
-experts = 4
-seq_len = 16
-[train]
-steps = 1000000
-[data]
-synthetic = true
-[cluster]
-shards = 2
-)";
+inline const std::string tiny_job = glam::testing::tiny_job_toml(2);
 
 // A coordinator on a free loopback port with its own state directory, and the workers
 // and clients started against it.

@@ -13,6 +13,7 @@
 #include "actors/runtime_config.hpp"
 #include "actors/security.hpp"
 #include "coordinator/coordinator_actor.hpp"
+#include "tests/tiny_job.hpp"
 #include "worker/worker_actor.hpp"
 
 namespace glam {
@@ -23,23 +24,7 @@ using namespace std::chrono_literals;
 
 const std::string secret = "handler-test-secret-0123456789";
 
-const char* tiny_job = R"(name = "tiny"
-[model]
-vocab_size = 256
-layers = 2
-d_model = 16
-d_ff = 32
-heads = 2
-d_head = 8
-experts = 4
-seq_len = 16
-[train]
-steps = 1000000
-[data]
-synthetic = true
-[cluster]
-shards = 3
-)";
+const std::string tiny_job = glam::testing::tiny_job_toml(3);
 
 struct fixture {
   std::string dir = (fs::temp_directory_path() / ("glam-handlers-" + std::to_string(::getpid()))).string();
@@ -111,7 +96,7 @@ TEST(RuntimeHandlers, WorkerRegistersHeartbeatsHostsAndIsExpiredWhenSilent) {
   auto bad = f.ask<result_msg>(f.coord, submit_atom::value, std::string("[model]\nlayers = \"x\"\n"), std::string("bad.toml"));
   EXPECT_FALSE(bad.ok);
   EXPECT_NE(bad.message.find("bad.toml"), std::string::npos) << bad.message;
-  auto ok = f.ask<result_msg>(f.coord, submit_atom::value, std::string(tiny_job), std::string("tiny.toml"));
+  auto ok = f.ask<result_msg>(f.coord, submit_atom::value, tiny_job, std::string("tiny.toml"));
   ASSERT_TRUE(ok.ok) << ok.message;
   std::this_thread::sleep_for(200ms);
   s = f.status();
