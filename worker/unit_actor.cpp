@@ -51,7 +51,8 @@ void flush(self_ptr self) {
     for (auto& chunk : split_tensor(out.value, s.tag, out.key.encode())) {
       chunk.from = s.engine->self();
       chunk.to = out.to;
-      s.opts.counters->bytes_sent += static_cast<std::int64_t>(chunk.data.size() * sizeof(float));
+      if (s.remote.at(static_cast<std::size_t>(out.to)))
+        s.opts.counters->bytes_sent += static_cast<std::int64_t>(chunk.data.size() * sizeof(float));
       self->send(peer, std::move(chunk));
     }
   }
@@ -91,13 +92,14 @@ caf::behavior unit_actor(self_ptr self, unit_options opts) {
   auto& s = self->state;
   s.opts = std::move(opts);
   s.tag = s.opts.plan.tag;
-  const auto names = unit_actors_of(s.opts.plan.placement).placement;
+  const auto actors = unit_actors_of(s.opts.plan.placement);
+  const auto& names = actors.placement;
+  for (const auto& host : actors.host) s.remote.push_back(host != s.opts.worker_name);
   s.unit_name = s.opts.unit >= 0 && static_cast<std::size_t>(s.opts.unit) < names.size()
                     ? names[static_cast<std::size_t>(s.opts.unit)].worker
                     : s.opts.worker_name + "/unit" + std::to_string(s.opts.unit);
   try {
     const config c = parse_config_string(s.opts.plan.config_toml, s.opts.plan.tag.job);
-    auto actors = unit_actors_of(s.opts.plan.placement);
     auto layout = step_layout::from_placement(actors.placement, c.cluster.shards, c.model.experts);
     s.data = open_token_source(c);
     compute_guard lock(compute_mutex());

@@ -50,6 +50,7 @@ struct unit_state {
   std::unique_ptr<step_engine> engine;
   std::string error;  // set when the units could not be built
   std::vector<caf::actor> peers;
+  std::vector<bool> remote;  // by unit number: hosted by another worker
   step_tag tag;       // the current round
   double compute_seconds = 0;  // in the engine during the current round
   // Tensors being assembled: (round, sender, tensor id) -> chunks so far.

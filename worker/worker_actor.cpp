@@ -349,7 +349,8 @@ caf::behavior worker_actor(self_ptr self, worker_options opts) {
       [self](const tensor_chunk& c) {
         auto& s = self->state;
         if (!admitted(self)) return;
-        s.stats.bytes_received += static_cast<std::int64_t>(c.data.size() * sizeof(float));
+        // Bytes over the network: a unit's chunks to a unit of the same worker do not count.
+        if (!is_local(self)) s.stats.bytes_received += static_cast<std::int64_t>(c.data.size() * sizeof(float));
         if (c.tag.epoch < s.epoch || !s.hosting || c.tag.job != s.plan.tag.job) {
           ++s.stats.dropped_stale_epoch;
           return;

@@ -194,8 +194,9 @@ TEST(ClusterTraining, KilledWorkerThenResubmittedJobResumesBitwise) {
   w2.kill(SIGKILL);
   EXPECT_EQ(waiter.wait_exit(30s), 1) << waiter.err();
   EXPECT_NE(waiter.err().find("worker w2"), std::string::npos) << waiter.err();
-  auto s = c.status();
-  ASSERT_EQ(s["jobs"][0]["state"], "failed") << s.dump();
+  auto s = c.wait_status(
+      [](const nlohmann::json& s) { return s["jobs"].size() == 1 && s["jobs"][0]["state"] == "failed"; }, 20s);
+  ASSERT_EQ(s["jobs"][0]["state"], "failed") << s.dump() << "\n" << waiter.err();
   const auto failed_at = s["jobs"][0]["step"].get<std::int64_t>();
   ASSERT_LT(failed_at, cfg.train.steps) << "the job ended before the kill";
 
