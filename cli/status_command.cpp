@@ -15,10 +15,10 @@ namespace {
 
 void print_human(const nlohmann::json& s) {
   const auto& c = s["coordinator"];
-  std::printf("coordinator %s  epoch %lld  dropped (unauthenticated) %lld  tensor bytes relayed %lld\n",
+  std::printf("coordinator %s  epoch %lld  dropped (unauthenticated) %lld  tensor bytes received %lld\n",
               c["listen"].get<std::string>().c_str(), static_cast<long long>(c["epoch"].get<std::int64_t>()),
               static_cast<long long>(c["dropped_unauthenticated"].get<std::int64_t>()),
-              static_cast<long long>(c["tensor_bytes_relayed"].get<std::int64_t>()));
+              static_cast<long long>(c["tensor_bytes_received"].get<std::int64_t>()));
   std::printf("%-16s %-22s %12s %14s %14s %10s  %s\n", "WORKER", "ADDRESS", "TOKENS", "BYTES SENT", "BYTES RECV",
               "RSS MiB", "UNITS");
   for (const auto& w : s["workers"]) {

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/fingerprint.hpp"
+#include "actors/tensor_chunk.hpp"
 #include "actors/unit_actors.hpp"
 #include "actors/worker_protocol.hpp"
 #include "configs/config.hpp"
@@ -289,9 +290,9 @@ std::string status_json(const coordinator_state& s) {
                       {"epoch", s.jobs->epoch()},
                       {"dropped_unauthenticated", s.gate->dropped()},
                       {"dropped_stale_epoch", s.dropped_stale},
-                      // The coordinator relays no token batch: it never sends or receives
-                      // a tensor chunk (it drops and counts any that arrive).
-                      {"tensor_bytes_relayed", 0}};
+                      // The coordinator relays no token batch: it sends no tensor chunk,
+                      // and drops any that reach it, counting their bytes here.
+                      {"tensor_bytes_received", s.tensor_bytes_received}};
   if (s.opts.door && *s.opts.door) {
     const auto& c = (*s.opts.door)->counters();
     o["coordinator"]["listen"] = s.opts.listen + ":" + std::to_string((*s.opts.door)->port());
@@ -462,6 +463,10 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
                  what + " within " + std::to_string(s.opts.step_timeout.count()) +
                      " ms; the last checkpoint is kept");
         if (s.shutdown.pending()) s.shutdown.deliver(shut_down(self));
+      },
+      [self](const tensor_chunk& c) {
+        if (!admitted(self)) return;
+        self->state.tensor_bytes_received += static_cast<std::int64_t>(c.data.size() * sizeof(float));
       },
       [self](submit_atom, const std::string& toml, const std::string& source) -> result_msg {
         if (!admitted(self)) return {false, "not authenticated"};

@@ -81,6 +81,7 @@ struct coordinator_state {
   std::map<std::string, caf::actor> handles;         // worker name -> its actor
   std::map<std::string, std::vector<std::string>> hosted;  // worker name -> unit names
   std::int64_t dropped_stale = 0;
+  std::int64_t tensor_bytes_received = 0;  // tensor chunks sent to it (dropped): none expected
   std::unique_ptr<running_job> run;
   caf::response_promise shutdown;  // a shutdown waiting for a checkpoint to be written
   coordinator_options opts;

@@ -154,6 +154,7 @@ TEST_P(ClusterTraining, EveryStepEqualsTheReferenceBitwise) {
   if (ic.workers > 1) {
     EXPECT_GT(worker_bytes, 0) << s.dump();
   }
+  EXPECT_EQ(s["coordinator"]["tensor_bytes_received"], 0) << "the coordinator relays no token batch";
   EXPECT_EQ(s["jobs"][0]["state"], "finished");
 }
 
