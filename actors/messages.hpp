@@ -181,10 +181,9 @@ typename Inspector::result_type inspect(Inspector& f, shard_loss& x) {
 }
 
 struct step_report {
-  step_tag tag;
+  step_tag tag;  // step = the round: training step k, or -1 - i for validation batch i
   std::string worker;     // the unit actor ("<worker>/shard<s>", "<worker>/experts")
   std::string host;       // the worker that runs it
-  std::int64_t step = 0;  // the round: training step k, or -1 - i for validation batch i
   bool train = true;
   bool finite = true;
   std::int64_t tokens_computed = 0;  // rows this worker's units computed in the round
@@ -195,7 +194,7 @@ struct step_report {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, step_report& x) {
-  return f(caf::meta::type_name("glam_report"), x.tag, x.worker, x.host, x.step, x.train, x.finite, x.tokens_computed,
+  return f(caf::meta::type_name("glam_report"), x.tag, x.worker, x.host, x.train, x.finite, x.tokens_computed,
            x.compute_seconds, x.shards, x.error);
 }
 

@@ -18,6 +18,7 @@
 #include "kernels/parallel.hpp"
 #include "coordinator/embedded_cluster.hpp"
 #include "model/checkpoint.hpp"
+#include "model/metrics.hpp"
 #include "model/train_step.hpp"
 
 namespace glam::cli {
@@ -42,27 +43,6 @@ void print_checkpoint(const char* what, const std::string& root, const checkpoin
               checkpoint_dir_for(root, m.step).c_str(), double(checkpoint_bytes(m)) / (1024.0 * 1024.0),
               (long long)m.epoch);
   std::fflush(stdout);
-}
-
-// Drops the metrics lines of steps >= step: the run being resumed may have gone past its
-// last checkpoint, and those steps are about to be replayed and recorded again.
-void keep_metrics_before(const std::string& path, std::int64_t step) {
-  std::ifstream in(path);
-  if (!in) return;
-  std::string kept;
-  bool dropped = false;
-  for (std::string line; std::getline(in, line);) {
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<std::int64_t>() >= step)
-      dropped = true;
-    else
-      kept += line + "\n";
-  }
-  in.close();
-  if (!dropped) return;
-  std::ofstream out(path, std::ios::trunc);
-  out << kept;
-  if (!out) throw std::runtime_error("cannot rewrite the metrics file '" + path + "'");
 }
 
 // The step metrics of a metrics line (what the coordinator recorded), for the report.

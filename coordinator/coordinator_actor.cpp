@@ -36,7 +36,7 @@ std::string sender_actor(self_ptr self) {
 bool admitted(self_ptr self) { return self->state.gate->admit_or_count(sender_node(self)); }
 
 // Ends the job (finished, failed or stopped) and releases its units.
-void end_job(self_ptr self, job_record& j, const std::string& why, job_state st) {
+void end_job(self_ptr self, job_record& j, const std::string& why, job_state st = job_state::failed) {
   auto& s = self->state;
   j.state = st;
   j.error = why;
@@ -53,10 +53,6 @@ void end_job(self_ptr self, job_record& j, const std::string& why, job_state st)
     s.hosted[name].clear();
   }
   if (s.opts.on_job_end) s.opts.on_job_end(j);
-}
-
-void fail_job(self_ptr self, job_record& j, const std::string& why, job_state st = job_state::failed) {
-  end_job(self, j, why, st);
 }
 
 // Orders the driver's current round from every worker hosting units, with a deadline.
@@ -179,7 +175,7 @@ void worker_lost(self_ptr self, const member& m, const std::string& how) {
                s.members.size());
   if (auto* j = s.jobs->active(); j && j->state == job_state::running) {
     auto epoch = s.jobs->bump_epoch();
-    fail_job(self, *j,
+    end_job(self, *j,
              "worker " + m.name + " (" + m.host + ":" + std::to_string(m.port) + ") " + how + " at step " +
                  std::to_string(j->step + 1) + " (epoch " + std::to_string(epoch) +
                  "); the last checkpoint is kept: submit the job again to resume");
@@ -195,7 +191,7 @@ void try_start(self_ptr self) {
   try {
     c = parse_config_string(j->config_toml, j->id);
   } catch (const std::exception& e) {
-    fail_job(self, *j, e.what());
+    end_job(self, *j, e.what());
     return;
   }
   std::vector<worker_capacity> caps;
@@ -207,7 +203,7 @@ void try_start(self_ptr self) {
                     ? random_placement(caps, c.cluster.shards, c.model.experts, s.opts.random_placement_seed)
                     : place_units(caps, c.cluster.shards, c.model.experts, unit_costs{});
   } catch (const std::exception& e) {
-    fail_job(self, *j, e.what());
+    end_job(self, *j, e.what());
     return;
   }
   // A job goes on from the newest valid checkpoint of its name (a torn or corrupt one is
@@ -221,7 +217,7 @@ void try_start(self_ptr self) {
       for (const auto& why : skipped) spdlog::warn("job {}: checkpoint skipped: {}", j->id, why);
       if (resume) remove_checkpoints_after(root, resume->step);
     } catch (const std::exception& e) {
-      return fail_job(self, *j, e.what());
+      return end_job(self, *j, e.what());
     }
   j->state = job_state::running;
   j->step = resume ? resume->step : 0;
@@ -256,7 +252,7 @@ void try_start(self_ptr self) {
               auto& s = self->state;
               auto* jj = s.jobs->find(id);
               if (!jj || is_final(jj->state) || !s.run || s.run->id != id) return;
-              if (!r.ok) return fail_job(self, *jj, "worker " + worker + " cannot host its units: " + r.message);
+              if (!r.ok) return end_job(self, *jj, "worker " + worker + " cannot host its units: " + r.message);
               s.run->waiting_hosts.erase(worker);
               if (!s.run->waiting_hosts.empty() || s.run->driver) return;
               // Every unit actor reports every round.
@@ -269,7 +265,7 @@ void try_start(self_ptr self) {
             [self, id, worker](const caf::error& e) {
               auto* jj = self->state.jobs->find(id);
               if (jj && !is_final(jj->state))
-                fail_job(self, *jj, "worker " + worker + " did not confirm its units: " +
+                end_job(self, *jj, "worker " + worker + " did not confirm its units: " +
                                         self->system().render(e));
             });
   }
@@ -411,7 +407,7 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
         if (!r) return;
         auto* j = s.jobs->find(r->id);
         if (!rep.error.empty())
-          return fail_job(self, *j, "unit " + rep.worker + " failed at step " + std::to_string(rep.tag.step) + ": " +
+          return end_job(self, *j, "unit " + rep.worker + " failed at step " + std::to_string(rep.tag.step) + ": " +
                                         rep.error);
         if (auto why = r->driver->add_report(rep); !why.empty()) {
           spdlog::warn("job {}: dropped {}", r->id, why);
@@ -440,14 +436,14 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
         if (!r || rep.tag.step != r->checkpoint_step || !r->checkpoint_waiting.erase(rep.worker)) return;
         auto* j = s.jobs->find(r->id);
         if (!rep.error.empty())
-          return fail_job(self, *j, "unit " + rep.worker + " could not write its files for the checkpoint of step " +
+          return end_job(self, *j, "unit " + rep.worker + " could not write its files for the checkpoint of step " +
                                         std::to_string(rep.tag.step) + ": " + rep.error);
         r->checkpoint_files.insert(r->checkpoint_files.end(), rep.files.begin(), rep.files.end());
         if (!r->checkpoint_waiting.empty()) return;
         try {
           finish_checkpoint(self);
         } catch (const std::exception& e) {
-          fail_job(self, *j, std::string("cannot write the checkpoint manifest: ") + e.what());
+          end_job(self, *j, std::string("cannot write the checkpoint manifest: ") + e.what());
         }
         if (s.shutdown.pending()) return (void)s.shutdown.deliver(shut_down(self));
         if (s.run) start_round(self);
@@ -459,7 +455,7 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
         const auto what = s.run->checkpoint_step >= 0
                               ? "the checkpoint of step " + std::to_string(s.run->checkpoint_step) + " was not written"
                               : "step " + std::to_string(s.run->driver->current().wire()) + " did not complete";
-        fail_job(self, *j,
+        end_job(self, *j,
                  what + " within " + std::to_string(s.opts.step_timeout.count()) +
                      " ms; the last checkpoint is kept");
         if (s.shutdown.pending()) s.shutdown.deliver(shut_down(self));
@@ -504,7 +500,7 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
         auto* j = self->state.jobs->find(id);
         if (!j) return {false, "no job '" + id + "': see glam status for the job ids"};
         if (is_final(j->state)) return {false, "job " + id + " is already " + to_string(j->state)};
-        fail_job(self, *j, "stopped by a client at step " + std::to_string(j->step), job_state::stopped);
+        end_job(self, *j, "stopped by a client at step " + std::to_string(j->step), job_state::stopped);
         return {true, "job " + id + " stopped at step " + std::to_string(j->step)};
       },
       [self](shutdown_atom) -> caf::result<result_msg> {

@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/metrics.hpp"
+
 namespace glam {
 
 namespace fs = std::filesystem;
@@ -133,17 +135,7 @@ void job_table::append_metrics(const std::string& id, const std::string& json_li
 }
 
 void job_table::truncate_metrics(const std::string& id, std::int64_t step) const {
-  const auto path = job_dir(id) + "/metrics.jsonl";
-  std::ifstream in(path);
-  if (!in) return;
-  std::string kept, line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<std::int64_t>() < step)
-      kept += line + "\n";
-  }
-  in.close();
-  std::ofstream(path, std::ios::trunc) << kept;
+  keep_metrics_before(job_dir(id) + "/metrics.jsonl", step);
 }
 
 void job_table::persist() const {

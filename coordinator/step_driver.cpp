@@ -17,8 +17,8 @@ bool step_driver::eval_due(std::int64_t step) const {
 
 std::string step_driver::add_report(const step_report& r) {
   if (finished_) return "the job has no round running";
-  if (r.step != round_.wire() || r.train != round_.train)
-    return "a report of round " + std::to_string(r.step) + " during round " + std::to_string(round_.wire());
+  if (r.tag.step != round_.wire() || r.train != round_.train)
+    return "a report of round " + std::to_string(r.tag.step) + " during round " + std::to_string(round_.wire());
   if (std::find(workers_.begin(), workers_.end(), r.worker) == workers_.end())
     return "a report from " + r.worker + ", which hosts none of the job's units";
   if (reports_.count(r.worker)) return "a second report from " + r.worker;

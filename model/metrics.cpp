@@ -1,5 +1,8 @@
 #include "model/metrics.hpp"
 
+#include <fstream>
+#include <stdexcept>
+
 namespace glam {
 
 nlohmann::json step_metrics_json(const step_metrics& m, double seconds, double flops_per_token, double sgemm_flops,
@@ -20,6 +23,25 @@ nlohmann::json step_metrics_json(const step_metrics& m, double seconds, double f
   j["tokens_per_expert"] = m.tokens_per_expert;
   if (val_loss) j["val_loss"] = *val_loss;
   return j;
+}
+
+void keep_metrics_before(const std::string& path, std::int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept;
+  bool dropped = false;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<std::int64_t>() >= step)
+      dropped = true;
+    else
+      kept += line + "\n";
+  }
+  in.close();
+  if (!dropped) return;
+  std::ofstream out(path, std::ios::trunc);
+  out << kept;
+  if (!out) throw std::runtime_error("cannot rewrite the metrics file '" + path + "'");
 }
 
 }  // namespace glam

@@ -359,7 +359,7 @@ void step_engine::check_done() {
   }
   step_report r;
   r.worker = layout_.workers[static_cast<std::size_t>(self_)];
-  r.step = step_;
+  r.tag.step = step_;  // the round; the unit actor fills in job and epoch
   r.train = train_;
   r.tokens_computed = tokens_computed_;
   for (auto& sh : shards_) {

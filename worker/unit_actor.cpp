@@ -36,7 +36,6 @@ void report_failure(self_ptr self, const std::string& why) {
   step_report r;
   r.tag = s.tag;
   r.worker = s.unit_name;
-  r.step = s.tag.step;
   r.error = why;
   spdlog::error("{}: job {} step {}: {}", s.unit_name, s.tag.job, s.tag.step, why);
   self->send(s.opts.coordinator, r);

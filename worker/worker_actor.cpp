@@ -346,7 +346,7 @@ caf::behavior worker_actor(self_ptr self, worker_options opts) {
         }
         return {true, "released"};
       },
-      [self](const tensor_chunk& c) {
+      [self](tensor_chunk& c) {
         auto& s = self->state;
         if (!admitted(self)) return;
         // Bytes over the network: a unit's chunks to a unit of the same worker do not count.
@@ -363,7 +363,8 @@ caf::behavior worker_actor(self_ptr self, worker_options opts) {
         const auto node = host == s.opts.name ? caf::to_string(self->system().node())
                                               : p == s.peers.end() ? std::string() : caf::to_string(p->second.handle.node());
         if (node.empty() || node != sender_node(self)) return;
-        if (auto unit = s.units.find(c.to); unit != s.units.end()) self->send(unit->second, c);
+        // Moved on, not copied: a chunk holds up to 4 MiB.
+        if (auto unit = s.units.find(c.to); unit != s.units.end()) self->send(unit->second, std::move(c));
       },
       [self](begin_atom a, const step_tag& tag, bool train) {
         if (from_coordinator(self, tag)) to_units(self, a, tag, train);

@@ -26,6 +26,8 @@ TEST(ClusterDaemons, WorkersRegisterByNameAndSigtermExitsCleanly) {
   EXPECT_EQ(s["workers"][0]["name"], "alpha");
   EXPECT_EQ(s["workers"][1]["name"], "beta");
   EXPECT_GT(s["workers"][0]["memory_bytes"].get<std::int64_t>(), 0);
+  // Each worker measured its sgemm rate (GFLOP/s) and reports it; placement weighs by it.
+  EXPECT_GT(s["workers"][0]["gflops"].get<double>(), 1.0) << s.dump();
   // The human form names the workers too.
   auto [rc, text] = c.client({"status", "--coordinator", c.endpoint()});
   EXPECT_EQ(rc, 0) << text;

@@ -22,7 +22,7 @@ step_report report(const std::string& worker, std::int64_t wire, bool train, std
                    bool finite = true) {
   step_report r;
   r.worker = worker;
-  r.step = wire;
+  r.tag.step = wire;
   r.train = train;
   r.finite = finite;
   for (auto s : shards) {
