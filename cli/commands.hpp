@@ -7,6 +7,7 @@ namespace glam::cli {
 void add_plan_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 // `glam bench cluster`, under the bench command.
 void add_bench_cluster_command(CLI::App& bench);

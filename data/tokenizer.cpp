@@ -139,4 +139,26 @@ std::int32_t tokenizer::bos_id() const { return processor_->bos_id(); }
 std::int32_t tokenizer::unk_id() const { return processor_->unk_id(); }
 std::string tokenizer::piece(std::int32_t id) const { return processor_->IdToPiece(id); }
 
+std::string text_stream::push(std::int32_t id) {
+  ids_.push_back(id);
+  const std::string text = tokenizer_.decode(ids_);
+  static const std::string replacement = "\xEF\xBF\xBD";  // U+FFFD
+  if (text.size() >= replacement.size() && text.compare(text.size() - replacement.size(), replacement.size(), replacement) == 0)
+    return "";
+  // Decoding more tokens only appends (identity normalisation, no dummy prefix); the check
+  // keeps a surprise from repeating text.
+  if (text.size() <= given_.size() || text.compare(0, given_.size(), given_) != 0) return "";
+  std::string piece = text.substr(given_.size());
+  given_ = text;
+  return piece;
+}
+
+std::string text_stream::finish() {
+  const std::string text = tokenizer_.decode(ids_);
+  if (text.size() <= given_.size() || text.compare(0, given_.size(), given_) != 0) return "";
+  std::string piece = text.substr(given_.size());
+  given_ = text;
+  return piece;
+}
+
 }  // namespace glam

@@ -60,4 +60,22 @@ class tokenizer {
   std::shared_ptr<const sentencepiece::SentencePieceProcessor> processor_;
 };
 
+// The text of a growing token sequence, given out as the tokens arrive (streaming): push
+// returns the text the new token adds. A character whose bytes span several byte-fallback
+// tokens is held back until it is complete (SentencePiece decodes an incomplete one as
+// U+FFFD), so the pieces concatenate to decode(all tokens).
+class text_stream {
+ public:
+  explicit text_stream(const tokenizer& t) : tokenizer_(t) {}
+  std::string push(std::int32_t id);
+  // What is still held back (an incomplete character at the end); after it, the pieces
+  // given out equal decode(all tokens).
+  std::string finish();
+
+ private:
+  const tokenizer& tokenizer_;
+  std::vector<std::int32_t> ids_;
+  std::string given_;  // the text given out so far
+};
+
 }  // namespace glam

@@ -17,6 +17,7 @@
 #include "schema/checkpoint.capnp.h"
 #include "configs/config.hpp"
 #include "data/checksum.hpp"
+#include "data/manifest.hpp"
 #include "model/train_step.hpp"
 
 namespace glam {
@@ -416,6 +417,8 @@ void write_manifest(const std::string& root, const checkpoint_manifest& m, std::
   b.setConfigHash(m.config_hash);
   b.setStep(m.step);
   b.setEpoch(m.epoch);
+  b.setJobConfig(m.job_config);
+  b.setTokenizerChecksum(m.tokenizer_checksum);
   auto units = b.initUnits(static_cast<unsigned>(m.units.size()));
   for (std::size_t i = 0; i < m.units.size(); ++i) {
     const unit_file_info& u = m.units[i];
@@ -461,6 +464,8 @@ checkpoint_manifest read_manifest(const std::string& root, std::int64_t step) {
     m.config_hash = r.getConfigHash();
     m.step = r.getStep();
     m.epoch = r.getEpoch();
+    m.job_config = r.getJobConfig();
+    m.tokenizer_checksum = r.getTokenizerChecksum();
     for (auto u : r.getUnits()) m.units.push_back({u.getUnit(), u.getFile(), u.getSize(), u.getChecksum()});
   } catch (const kj::Exception& e) {
     throw checkpoint_error("manifest '" + path + "' does not parse (" + std::string(e.getDescription().cStr()) + ")");
@@ -551,6 +556,7 @@ checkpoint_manifest save_checkpoint(reference_trainer& t, const std::string& roo
   m.config_hash = model_config_hash(t.cfg());
   m.step = steps_done;
   m.epoch = epoch;
+  record_job(m, t.cfg());
   // Every shard holds the same dense replica (same init, same summed gradient): the owner of
   // shard 0 writes it for all.
   auto& shard0 = t.shards().front();
@@ -576,6 +582,27 @@ void restore_checkpoint(reference_trainer& t, const std::string& root, const che
   };
   for (auto& sh : t.shards()) read_unit_file(root, m.step, unit(dense_unit_name()), sh.params(), sh.optimizer());
   for (auto& e : t.experts()) read_unit_file(root, m.step, unit(expert_unit_name(e.expert())), e.params(), e.optimizer());
+}
+
+std::vector<std::int64_t> checkpoint_steps(const std::string& root) { return step_dirs(root); }
+
+void record_job(checkpoint_manifest& m, const config& c) {
+  config job = c;
+  if (!job.data.synthetic && !job.data.dir.empty()) {
+    // Relative to where the job runs: made absolute so that the record means the same
+    // from any working directory.
+    std::error_code ec;
+    const fs::path dir = fs::absolute(job.data.dir, ec);
+    if (!ec) job.data.dir = dir.lexically_normal().string();
+  }
+  m.job_config = to_toml(job);
+  m.tokenizer_checksum = 0;
+  if (job.data.synthetic) return;
+  try {
+    m.tokenizer_checksum = read_manifest(job.data.dir).tokenizer_checksum;
+  } catch (const std::exception& e) {
+    spdlog::warn("checkpoint: the tokenizer of data.dir = '{}' is not recorded: {}", job.data.dir, e.what());
+  }
 }
 
 std::uint64_t checkpoint_bytes(const checkpoint_manifest& m) {

@@ -42,6 +42,11 @@ struct checkpoint_manifest {
   std::int64_t step = 0;          // steps completed: the next step to run
   std::int64_t epoch = 0;
   std::vector<unit_file_info> units;
+  // The job, so that a checkpoint alone says what it holds (record_job): its config as TOML
+  // (to_toml, data.dir absolute) and the checksum64 of its data's tokenizer model. Empty / 0
+  // when not recorded.
+  std::string job_config;
+  std::uint64_t tokenizer_checksum = 0;
 
   // The entry of `unit`, or nullptr.
   const unit_file_info* find(const std::string& unit) const;
@@ -53,6 +58,15 @@ std::string expert_unit_name(std::int64_t expert);
 
 // ROOT/step-<step, 8 digits>
 std::string checkpoint_dir_for(const std::string& root, std::int64_t step);
+
+// The steps of the step directories under root, newest first (complete or not).
+std::vector<std::int64_t> checkpoint_steps(const std::string& root);
+
+// Fills m.job_config and m.tokenizer_checksum from the job's config (the tokenizer's
+// checksum from the data directory's manifest when it can be read; else 0). Every writer
+// of a manifest calls it, so that `glam generate` finds the model and its tokenizer from
+// the checkpoint alone (docs/serving.md).
+void record_job(checkpoint_manifest& m, const config& c);
 
 // Writes one unit's parameters and optimizer state into the step's directory (created if
 // needed) as "<unit>.e<epoch>.bin", durably (temp file, fsync, rename, fsync of the

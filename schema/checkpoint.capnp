@@ -41,4 +41,6 @@ struct Manifest {
   step @2 :Int64;           # steps completed: the next step to run
   epoch @3 :Int64;
   units @4 :List(UnitFile);
+  jobConfig @5 :Text;           # the job's config as TOML (data.dir absolute); empty if not recorded
+  tokenizerChecksum @6 :UInt64; # checksum64 of the job's tokenizer model; 0 if not recorded
 }
