@@ -84,6 +84,31 @@ TEST_F(TokenizerTest, RoundTripsUnseenCharactersAndWhitespace) {
   }
 }
 
+// Streaming: the pieces text_stream gives out concatenate to decode(all tokens), and a
+// character spread over several byte-fallback tokens comes out whole, never as U+FFFD.
+TEST_F(TokenizerTest, TextStreamGivesOutWholeCharactersAsTheyComplete) {
+  tokenizer tok = tokenizer::load(*dir_ / "tok.model");
+  const std::string replacement = "\xEF\xBF\xBD";
+  for (std::string text : {std::string("Q: What is the meaning of life?\nA: 42."),
+                           std::string("caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E \xF0\x9F\x98\x80 done")}) {
+    const auto ids = tok.encode(text);
+    text_stream stream(tok);
+    std::string joined;
+    std::size_t held = 0;  // tokens that gave out nothing (the middle of a character)
+    for (auto id : ids) {
+      const std::string piece = stream.push(id);
+      EXPECT_EQ(piece.find(replacement), std::string::npos) << "half a character given out";
+      held += piece.empty() ? 1 : 0;
+      joined += piece;
+    }
+    joined += stream.finish();
+    EXPECT_EQ(joined, text);
+    if (text.find('\xF0') != std::string::npos) {
+      EXPECT_GT(held, 0u) << "the emoji is several byte tokens";
+    }
+  }
+}
+
 TEST(Tokenizer, TrainingIsDeterministic) {
   GLAM_REQUIRE_FORTUNES();
   testing::scratch_dir dir;
