@@ -73,7 +73,8 @@ inference_checkpoint find_checkpoint(const std::string& dir, const std::string& 
                           "' does not exist; pass the --checkpoint-dir of a `glam train` run, or one of its "
                           "step-XXXXXXXX directories");
   inference_checkpoint ck;
-  const fs::path path = fs::path(dir).lexically_normal();
+  fs::path path = fs::path(dir).lexically_normal();
+  if (!path.has_filename() && path.has_parent_path()) path = path.parent_path();  // a trailing "/"
   const std::int64_t own_step = step_of_dir_name(path.filename().string());
   if (own_step >= 0 && fs::exists(path / "manifest.capnp", ec)) {
     // One step directory.

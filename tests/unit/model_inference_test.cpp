@@ -467,7 +467,8 @@ TEST_F(InferenceCheckpoint, LoadsWhatTheTrainerSavedFromTheRootOrAStepDirectory)
   no_data data;
   reference_trainer t(c, data);
   save_checkpoint(t, root_, 3, 0);
-  for (const std::string& dir : {root_, checkpoint_dir_for(root_, 3)}) {
+  for (const std::string& dir :
+       {root_, root_ + "/", checkpoint_dir_for(root_, 3), checkpoint_dir_for(root_, 3) + "/"}) {
     const inference_checkpoint ck = find_checkpoint(dir);
     EXPECT_EQ(ck.manifest.step, 3);
     EXPECT_EQ(model_config_hash(ck.cfg), model_config_hash(c));
