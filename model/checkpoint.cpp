@@ -598,6 +598,10 @@ void record_job(checkpoint_manifest& m, const config& c) {
   m.job_config = to_toml(job);
   m.tokenizer_checksum = 0;
   if (job.data.synthetic) return;
+  // A job always trains on an existing data directory; only tests that feed tokens from
+  // elsewhere have none, and for them there is nothing to record.
+  std::error_code ec;
+  if (!fs::is_directory(job.data.dir, ec)) return;
   try {
     m.tokenizer_checksum = read_manifest(job.data.dir).tokenizer_checksum;
   } catch (const std::exception& e) {
