@@ -1,18 +1,14 @@
 #pragma once
-// The coordinator's messages (besides the handshake of handshake_protocol.hpp). Every
-// request has a deadline on the sender's side; every handler answers at once.
-//   (heartbeat_atom, worker_stats)            worker -> coordinator, no reply
-//   (leave_atom)                              worker -> coordinator: it is leaving
-//   (step_report)                             worker -> coordinator: a round is done here
-//   (applied_atom, step_tag, worker)          worker -> coordinator: the decision is applied
-//   (checkpoint_report)                       worker -> coordinator: its unit files are written
-//   (submit_atom, toml, source_name)  -> result_msg   ok: message = the job id
-//   (status_atom)                     -> std::string  the cluster as JSON
-//   (job_status_atom, job_id)         -> std::string  one job as JSON ({} when unknown)
-//   (stop_atom, job_id)               -> result_msg
-//   (shutdown_atom)                   -> result_msg   local only: abort the job in flight,
-//                                                     persist, and quit
+// The coordinator's protocol. Every request has a deadline on the sender's side; every
+// handler answers at once (the coordinator never computes). Failures are glam errors
+// (errors.hpp). Who may send what is checked in each handler: the handshake is answered to
+// any node; everything else only to nodes that proved the secret, and each message only to
+// its sender (the coordinator_actor.hpp header says which).
+#include <cstdint>
+#include <string>
+
 #include <caf/atom.hpp>
+#include <caf/typed_actor.hpp>
 
 #include "actors/handshake_protocol.hpp"
 
@@ -28,5 +24,30 @@ using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using applied_atom = caf::atom_constant<caf::atom("applied")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
+
+using coordinator_actor = caf::typed_actor<
+    // The handshake (any node).
+    caf::replies_to<hello_atom, hello_msg>::with<challenge_msg>,
+    caf::replies_to<auth_atom, proof_msg>::with<std::string>,
+    // Registered workers: liveness and counters; leaving.
+    caf::reacts_to<heartbeat_atom, worker_stats>,
+    caf::reacts_to<leave_atom>,
+    // Unit actors of the running job: a round is done there; the decision is applied
+    // there (job, round, unit actor); checkpoint files are written there.
+    caf::reacts_to<step_report>,
+    caf::reacts_to<applied_atom, job_tag, round_id, std::string>,
+    caf::reacts_to<checkpoint_report>,
+    // Clients: submit (job TOML, its file name) -> the job id; the cluster and one job as
+    // JSON; stop a job -> what happened.
+    caf::replies_to<submit_atom, std::string, std::string>::with<std::string>,
+    caf::replies_to<status_atom>::with<std::string>,
+    caf::replies_to<job_status_atom, std::string>::with<std::string>,
+    caf::replies_to<stop_atom, std::string>::with<std::string>,
+    // This process only: abort the job in flight (finishing a checkpoint being written),
+    // persist, and quit.
+    caf::replies_to<shutdown_atom>::with<std::string>,
+    // The actor itself only: failure detection every tick; a round's deadline (job, serial).
+    caf::reacts_to<tick_atom>,
+    caf::reacts_to<deadline_atom, std::string, std::int64_t>>;
 
 }  // namespace glam

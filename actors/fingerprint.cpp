@@ -4,6 +4,7 @@
 #include <fstream>
 #include <map>
 
+#include "configs/config.hpp"
 #include "kernels/matmul.hpp"
 
 #ifndef GLAM_BUILD_ID
@@ -37,14 +38,25 @@ build_fingerprint local_fingerprint() {
   return f;
 }
 
-std::string compatibility_problem(const hello_msg& h, const build_fingerprint& own) {
+std::string hello_problem(const hello_msg& h) {
   if (h.version != protocol_version)
-    return "protocol version " + std::to_string(h.version) + " differs from the coordinator's " +
+    return "protocol version " + std::to_string(h.version) + " differs from this node's " +
            std::to_string(protocol_version) + ": run the same glam release on every node";
   if (h.role != "worker" && h.role != "client")
-    return "role '" + h.role + "' is not one of worker, client";
+    return "role '" + h.role.substr(0, 16) + "' is not one of worker, client";
+  if (auto why = name_problem(h.name); !why.empty()) return "name '" + h.name.substr(0, 80) + "': " + why;
+  if (h.client_nonce.size() != 64 || h.client_nonce.find_first_not_of("0123456789abcdef") != std::string::npos)
+    return "the client nonce is not 64 hex digits";
+  if (h.listen_host.size() > max_host_chars) return "the listen host is longer than " + std::to_string(max_host_chars);
+  const auto fp = h.fingerprint;
+  if (fp.build_id.size() > 256 || fp.blis.size() > 256 || fp.cpu_family.size() > 256)
+    return "a build fingerprint field is longer than 256 characters";
+  return {};
+}
+
+std::string compatibility_problem(const hello_msg& h, const build_fingerprint& own) {
+  if (auto why = hello_problem(h); !why.empty()) return why;
   if (h.role == "client") return {};
-  if (h.name.empty()) return "worker name is empty: give --name";
   if (h.fingerprint.build_id != own.build_id)
     return "build id '" + h.fingerprint.build_id + "' differs from the coordinator's '" + own.build_id +
            "': install the same build on every worker";

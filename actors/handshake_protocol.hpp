@@ -1,9 +1,13 @@
 #pragma once
-// The handshake every published actor (coordinator and worker) speaks before anything
-// else, and the only messages it answers from a node that has not authenticated:
-//   (hello_atom, hello_msg)  -> challenge_msg   refused with the reason, or a nonce plus
-//                                               the server's proof over the client's nonce
-//   (auth_atom, proof_msg)   -> result_msg      the node is admitted when the proof holds
+// The handshake the coordinator and every worker answer (part of their protocols), and the
+// only messages they answer from a node that has not proved the cluster secret:
+//   (hello_atom, hello_msg) -> challenge_msg   a nonce, plus the server's proof over the
+//                                              client's nonce; or an error naming the field
+//                                              that does not match (version, fingerprint)
+//   (auth_atom, proof_msg)  -> std::string     the node is admitted when the proof holds;
+//                                              else wrong_secret
+// It runs inside connections the relay (relay.hpp) has already authenticated: it binds the
+// proof of the secret to the CAF node, which the node gate checks for every message after.
 #include <caf/atom.hpp>
 
 #include "actors/messages.hpp"

@@ -1,11 +1,14 @@
 #pragma once
-// Message types shared by every actor of the runtime (coordinator, worker, clients), with
-// their inspect overloads. Type names are registered by runtime_config and must match on
-// every node: an unregistered type arrives empty.
+// Message types shared by every actor of the runtime (coordinator, worker, unit actors,
+// clients), with their inspect overloads. Type names are registered by runtime_config and
+// must match on every node: an unregistered type arrives empty. Which actor takes which
+// message is in its protocol header (coordinator_protocol.hpp, worker_protocol.hpp,
+// unit_protocol.hpp); failures travel as glam errors (errors.hpp), never as strings.
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include <caf/error.hpp>
 #include <caf/meta/type_name.hpp>
 
 #include "model/checkpoint.hpp"
@@ -14,9 +17,16 @@
 namespace glam {
 
 // Bumped on every incompatible change of any message below.
-inline constexpr std::uint32_t protocol_version = 3;
+inline constexpr std::uint32_t protocol_version = 4;
 
-// What must match for two processes to compute the same bits (design.md section 3).
+// Bounds on what a peer may put in a field; a message over them is refused before it is
+// stored (docs/runtime.md, "Limits").
+inline constexpr std::size_t max_name_chars = 64;       // worker names, job names
+inline constexpr std::size_t max_host_chars = 255;      // a listen host
+inline constexpr std::size_t max_job_file_bytes = 64 * 1024;
+
+// What must match for two processes to compute the same bits (docs/architecture.md,
+// "Determinism").
 struct build_fingerprint {
   std::string build_id;
   std::string blis;
@@ -41,22 +51,20 @@ struct hello_msg {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hello_msg& x) {
-  return f(caf::meta::type_name("glam_hello"), x.role, x.name, x.version, x.fingerprint,
-           x.client_nonce, x.listen_host, x.listen_port);
+  return f(caf::meta::type_name("glam_hello"), x.role, x.name, x.version, x.fingerprint, x.client_nonce,
+           x.listen_host, x.listen_port);
 }
 
-// The answer to a hello: refused (ok = false, reason says which field), or a nonce to
-// prove the secret on plus the server's own proof over the client's nonce.
+// The answer to an acceptable hello: a nonce to prove the secret on, plus the server's own
+// proof over the client's nonce.
 struct challenge_msg {
-  bool ok = false;
-  std::string reason;
   std::string nonce;
   std::string server_proof;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, challenge_msg& x) {
-  return f(caf::meta::type_name("glam_challenge"), x.ok, x.reason, x.nonce, x.server_proof);
+  return f(caf::meta::type_name("glam_challenge"), x.nonce, x.server_proof);
 }
 
 struct proof_msg {
@@ -69,53 +77,99 @@ typename Inspector::result_type inspect(Inspector& f, proof_msg& x) {
   return f(caf::meta::type_name("glam_proof"), x.nonce, x.proof);
 }
 
-// A yes/no answer with the reason; errors between actors are values.
-struct result_msg {
-  bool ok = false;
-  std::string message;
+// What a daemon refused, by reason: every refusal is counted, and status shows the counts.
+struct refusal_counts {
+  std::int64_t unauthenticated = 0;  // from a node that has not proved the secret
+  std::int64_t not_allowed = 0;      // from a sender that may not send it (self-messages, ...)
+  std::int64_t system_messages = 0;  // a CAF exit or down message not from where it may come
+  std::int64_t stale = 0;            // of an older epoch, another job, or a round that is over
+  std::int64_t malformed = 0;        // a field out of range, a tensor that does not fit
+  std::int64_t unexpected = 0;       // a message type the actor does not take
 };
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, result_msg& x) {
-  return f(caf::meta::type_name("glam_result"), x.ok, x.message);
+typename Inspector::result_type inspect(Inspector& f, refusal_counts& x) {
+  return f(caf::meta::type_name("glam_refusals"), x.unauthenticated, x.not_allowed, x.system_messages, x.stale,
+           x.malformed, x.unexpected);
+}
+
+// What the relay of a process refused (relay.hpp's counters, as a message).
+struct relay_refusals {
+  std::int64_t secret = 0;       // could not prove the cluster secret
+  std::int64_t handshake = 0;    // not the handshake, or too slow
+  std::int64_t connections = 0;  // over the connection bound
+  std::int64_t evicted = 0;      // unproved, pushed out by a newer connection
+  std::int64_t frames = 0;       // a BASP header over the bound
+  std::int64_t idle = 0;         // closed after the idle timeout
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, relay_refusals& x) {
+  return f(caf::meta::type_name("glam_relayrefusals"), x.secret, x.handshake, x.connections, x.evicted, x.frames,
+           x.idle);
 }
 
 // What a worker reports with every heartbeat.
 struct worker_stats {
   std::string name;
   std::int64_t tokens_computed = 0;
-  std::int64_t bytes_sent = 0;
-  std::int64_t bytes_received = 0;
-  std::int64_t memory_bytes = 0;         // resident set size of the process
-  double gflops = 0;                     // measured speed
-  std::int64_t dropped_unauthenticated = 0;
-  std::int64_t dropped_stale_epoch = 0;
-  std::int64_t peers = 0;  // workers this one is connected to directly, authenticated
+  std::int64_t bytes_sent = 0;      // tensor bytes to other workers
+  std::int64_t bytes_received = 0;  // tensor bytes from other workers
+  std::int64_t memory_bytes = 0;    // resident set size of the process
+  double gflops = 0;                // measured speed
+  std::int64_t peers = 0;           // workers connected directly, authenticated
+  refusal_counts refused;
+  relay_refusals relay;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_stats& x) {
-  return f(caf::meta::type_name("glam_wstats"), x.name, x.tokens_computed, x.bytes_sent,
-           x.bytes_received, x.memory_bytes, x.gflops, x.dropped_unauthenticated,
-           x.dropped_stale_epoch, x.peers);
+  return f(caf::meta::type_name("glam_wstats"), x.name, x.tokens_computed, x.bytes_sent, x.bytes_received,
+           x.memory_bytes, x.gflops, x.peers, x.refused, x.relay);
 }
 
-// Every message of a job carries (job, step, epoch): a message of an older epoch is
-// dropped and counted.
-struct step_tag {
+// Which job a message belongs to, and its epoch: a message of an older epoch is dropped and
+// counted (the epoch fences everything sent before a failure).
+struct job_tag {
   std::string job;
-  std::int64_t step = 0;
   std::int64_t epoch = 0;
 };
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, step_tag& x) {
-  return f(caf::meta::type_name("glam_steptag"), x.job, x.step, x.epoch);
+typename Inspector::result_type inspect(Inspector& f, job_tag& x) {
+  return f(caf::meta::type_name("glam_jobtag"), x.job, x.epoch);
 }
 
-// A job as the coordinator hands it to the workers: the config TOML, the units each worker
-// hosts, and the addresses workers reach each other on.
-struct unit_assignment {
+inline bool operator==(const job_tag& a, const job_tag& b) { return a.job == b.job && a.epoch == b.epoch; }
+inline bool operator!=(const job_tag& a, const job_tag& b) { return !(a == b); }
+
+// One round of the step protocol: training step `step`, or validation batch `step` of the
+// evaluation that follows a training step (forward only).
+struct round_id {
+  std::int64_t step = 0;
+  bool train = true;
+
+  static round_id training(std::int64_t step) { return {step, true}; }
+  static round_id validation(std::int64_t batch) { return {batch, false}; }
+  std::string describe() const {
+    return (train ? "step " : "validation batch ") + std::to_string(step);
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, round_id& x) {
+  return f(caf::meta::type_name("glam_round"), x.step, x.train);
+}
+
+inline bool operator==(const round_id& a, const round_id& b) { return a.step == b.step && a.train == b.train; }
+inline bool operator!=(const round_id& a, const round_id& b) { return !(a == b); }
+inline bool operator<(const round_id& a, const round_id& b) {
+  return a.train != b.train ? a.train < b.train : a.step < b.step;
+}
+
+// Which units one worker hosts, and where its peers reach it. A job's placement is one
+// entry per worker that hosts units.
+struct worker_assignment {
   std::string worker;  // registered name
   std::string host;
   std::uint16_t port = 0;
@@ -124,23 +178,26 @@ struct unit_assignment {
 };
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, unit_assignment& x) {
+typename Inspector::result_type inspect(Inspector& f, worker_assignment& x) {
   return f(caf::meta::type_name("glam_assign"), x.worker, x.host, x.port, x.shards, x.experts);
 }
 
+using placement = std::vector<worker_assignment>;
+
+// A job as the coordinator hands it to its workers.
 struct job_plan {
-  step_tag tag;  // step = the step the job resumes from
+  job_tag tag;
   std::string config_toml;
-  std::vector<unit_assignment> placement;
-  std::string checkpoint_root;  // where the job's checkpoints live (every worker reaches it)
+  glam::placement units;
+  std::string checkpoint_dir;     // the job's checkpoints (every worker reaches it)
   std::int64_t resume_step = -1;  // the checkpoint the units load (-1: initial parameters)
   std::int64_t inject_nonfinite_step = -1;  // fault injection for tests
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_plan& x) {
-  return f(caf::meta::type_name("glam_jobplan"), x.tag, x.config_toml, x.placement, x.checkpoint_root,
-           x.resume_step, x.inject_nonfinite_step);
+  return f(caf::meta::type_name("glam_jobplan"), x.tag, x.config_toml, x.units, x.checkpoint_dir, x.resume_step,
+           x.inject_nonfinite_step);
 }
 
 template <class Inspector>
@@ -148,17 +205,18 @@ typename Inspector::result_type inspect(Inspector& f, unit_file_info& x) {
   return f(caf::meta::type_name("glam_unitfile"), x.unit, x.file, x.size, x.checksum);
 }
 
-// A worker's answer to a checkpoint order: the unit files it wrote (fsynced), or why not.
+// A unit actor's answer to a checkpoint order: the unit files it wrote (fsynced), or why not.
 struct checkpoint_report {
-  step_tag tag;  // step = steps completed (the checkpoint's step)
-  std::string worker;
+  job_tag tag;
+  std::int64_t step = 0;  // the checkpoint's step (steps completed)
+  std::string unit_actor;
   std::vector<unit_file_info> files;
-  std::string error;
+  caf::error error;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, checkpoint_report& x) {
-  return f(caf::meta::type_name("glam_ckptreport"), x.tag, x.worker, x.files, x.error);
+  return f(caf::meta::type_name("glam_ckptreport"), x.tag, x.step, x.unit_actor, x.files, x.error);
 }
 
 template <class Inspector>
@@ -167,9 +225,7 @@ typename Inspector::result_type inspect(Inspector& f, loss_parts& x) {
            x.tokens_per_expert, x.dropped);
 }
 
-// A worker's report of one round (a training step or a validation batch): every hosted
-// shard's loss parts, and whether every hosted unit's gradients are finite. The
-// coordinator combines the shards' parts in shard order. error: the round failed here.
+// One shard's loss parts of a round; the coordinator combines them in shard order.
 struct shard_loss {
   std::int64_t shard = 0;
   loss_parts parts;
@@ -180,22 +236,24 @@ typename Inspector::result_type inspect(Inspector& f, shard_loss& x) {
   return f(caf::meta::type_name("glam_shardloss"), x.shard, x.parts);
 }
 
+// A unit actor's report of one round: its shards' loss parts, and whether every unit's
+// gradients are finite. error: the round failed here.
 struct step_report {
-  step_tag tag;  // step = the round: training step k, or -1 - i for validation batch i
-  std::string worker;     // the unit actor ("<worker>/shard<s>", "<worker>/experts")
-  std::string host;       // the worker that runs it
-  bool train = true;
+  job_tag tag;
+  round_id round;
+  std::string unit_actor;  // "<worker>/shard<s>" or "<worker>/experts" (unit_layout.hpp)
+  std::string worker;      // the worker that runs it
   bool finite = true;
-  std::int64_t tokens_computed = 0;  // rows this worker's units computed in the round
-  double compute_seconds = 0;        // time in the units' kernels (the rest is waiting and messaging)
+  std::int64_t tokens_computed = 0;  // rows the unit actor computed in the round
+  double compute_seconds = 0;        // time in kernels (the rest is waiting and messaging)
   std::vector<shard_loss> shards;
-  std::string error;
+  caf::error error;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, step_report& x) {
-  return f(caf::meta::type_name("glam_report"), x.tag, x.worker, x.host, x.train, x.finite, x.tokens_computed,
-           x.compute_seconds, x.shards, x.error);
+  return f(caf::meta::type_name("glam_report"), x.tag, x.round, x.unit_actor, x.worker, x.finite,
+           x.tokens_computed, x.compute_seconds, x.shards, x.error);
 }
 
 }  // namespace glam

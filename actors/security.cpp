@@ -88,24 +88,33 @@ std::string create_or_read_secret(const std::string& path) {
   return trim(secret);
 }
 
-std::string secret_locator_path(const std::string& host, int port) {
+std::string cluster_record_path(const std::string& host, int port) {
   return home_dir() + "/.glam/clusters/" + host + "_" + std::to_string(port);
 }
 
-void record_secret_location(const std::string& host, int port, const std::string& secret_path) {
+void record_cluster(const std::string& host, int port, const std::string& secret_path,
+                    const std::string& checkpoint_root) {
   auto base = home_dir() + "/.glam";
   ::mkdir(base.c_str(), 0700);
   ::mkdir((base + "/clusters").c_str(), 0700);
   char* abs = ::realpath(secret_path.c_str(), nullptr);
   std::string p = abs ? abs : secret_path;
   std::free(abs);
-  write_private_file(secret_locator_path(host, port), p + "\n");
+  write_private_file(cluster_record_path(host, port), p + "\n" + checkpoint_root + "\n");
+}
+
+std::string recorded_checkpoint_root(const std::string& host, int port) {
+  std::ifstream in(cluster_record_path(host, port));
+  std::string secret_path, root;
+  std::getline(in, secret_path);
+  std::getline(in, root);
+  return trim(root);
 }
 
 std::string find_client_secret(const std::string& secret_file, const std::string& host, int port) {
   if (!secret_file.empty()) return read_secret_file(secret_file);
   if (const char* env = std::getenv("GLAM_SECRET_FILE"); env && *env) return read_secret_file(env);
-  auto locator = secret_locator_path(host, port);
+  auto locator = cluster_record_path(host, port);
   std::ifstream in(locator);
   if (!in)
     throw std::runtime_error("no cluster secret: give --secret-file, set GLAM_SECRET_FILE, or run "
@@ -115,19 +124,30 @@ std::string find_client_secret(const std::string& secret_file, const std::string
   return read_secret_file(trim(path));
 }
 
-std::string random_hex(int n) {
-  std::vector<unsigned char> buf(static_cast<std::size_t>(n));
-  if (RAND_bytes(buf.data(), n) != 1) throw std::runtime_error("RAND_bytes failed: no entropy source");
-  return to_hex(buf.data(), buf.size());
+std::string random_bytes(int n) {
+  std::string buf(static_cast<std::size_t>(n), '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(buf.data()), n) != 1)
+    throw std::runtime_error("RAND_bytes failed: no entropy source");
+  return buf;
 }
 
-std::string hmac_hex(const std::string& secret, const std::string& message) {
+std::string random_hex(int n) {
+  auto b = random_bytes(n);
+  return to_hex(reinterpret_cast<const unsigned char*>(b.data()), b.size());
+}
+
+std::string hmac_raw(const std::string& secret, const std::string& message) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
             reinterpret_cast<const unsigned char*>(message.data()), message.size(), out, &len))
     throw std::runtime_error("HMAC-SHA256 failed");
-  return to_hex(out, len);
+  return std::string(reinterpret_cast<const char*>(out), len);
+}
+
+std::string hmac_hex(const std::string& secret, const std::string& message) {
+  auto raw = hmac_raw(secret, message);
+  return to_hex(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
 }
 
 bool constant_time_equal(const std::string& a, const std::string& b) {

@@ -11,18 +11,25 @@ std::string read_secret_file(const std::string& path);
 // Creates path with a fresh random secret, mode 0600, unless it exists; returns the secret.
 std::string create_or_read_secret(const std::string& path);
 
-// Where local clients find the secret of a coordinator they reach at host:port: the
-// coordinator records the path of its secret file under ~/.glam/clusters at startup.
-std::string secret_locator_path(const std::string& host, int port);
-void record_secret_location(const std::string& host, int port, const std::string& secret_path);
+// What local clients and workers learn of a coordinator they reach at host:port: at startup
+// the coordinator records under ~/.glam/clusters/HOST_PORT the path of its secret file and
+// its checkpoint root (a worker's default --checkpoint-root on the same machine).
+std::string cluster_record_path(const std::string& host, int port);
+void record_cluster(const std::string& host, int port, const std::string& secret_path,
+                    const std::string& checkpoint_root);
+// The recorded checkpoint root of the coordinator at host:port; empty when none is recorded.
+std::string recorded_checkpoint_root(const std::string& host, int port);
 // Resolves the secret for a client: the given file, else $GLAM_SECRET_FILE, else the
 // recorded location; throws with a message that lists what was tried.
 std::string find_client_secret(const std::string& secret_file, const std::string& host, int port);
 
 // Lowercase hex of n random bytes from the OS.
 std::string random_hex(int n);
-// HMAC-SHA256(secret, message) as lowercase hex.
+// HMAC-SHA256(secret, message) as lowercase hex, and as its 32 raw bytes.
 std::string hmac_hex(const std::string& secret, const std::string& message);
+std::string hmac_raw(const std::string& secret, const std::string& message);
+// n random bytes from the OS.
+std::string random_bytes(int n);
 // Comparison that takes the same time wherever the strings differ.
 bool constant_time_equal(const std::string& a, const std::string& b);
 

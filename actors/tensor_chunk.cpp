@@ -10,14 +10,14 @@ namespace glam {
 
 caf::error inspect(caf::serializer& f, tensor_chunk& x) {
   auto n = static_cast<std::uint64_t>(x.data.size());
-  if (auto err = f(x.tag, x.from, x.to, x.tensor_id, x.shape, x.offset, n)) return err;
+  if (auto err = f(x.tag, x.round, x.from, x.to, x.tensor_id, x.shape, x.offset, n)) return err;
   if (n == 0) return caf::none;
   return f.apply_raw(n * sizeof(float), x.data.data());
 }
 
 caf::error inspect(caf::deserializer& f, tensor_chunk& x) {
   std::uint64_t n = 0;
-  if (auto err = f(x.tag, x.from, x.to, x.tensor_id, x.shape, x.offset, n)) return err;
+  if (auto err = f(x.tag, x.round, x.from, x.to, x.tensor_id, x.shape, x.offset, n)) return err;
   // A forged count must not make us allocate: chunks are bounded by construction.
   if (n > static_cast<std::uint64_t>(max_chunk_floats))
     return caf::make_error(caf::sec::invalid_argument,
@@ -28,7 +28,7 @@ caf::error inspect(caf::deserializer& f, tensor_chunk& x) {
   return f.apply_raw(n * sizeof(float), x.data.data());
 }
 
-std::vector<tensor_chunk> split_tensor(const tensor& t, const step_tag& tag,
+std::vector<tensor_chunk> split_tensor(const tensor& t, const job_tag& tag, const round_id& round,
                                        std::int64_t tensor_id, std::int64_t chunk_floats) {
   if (chunk_floats <= 0 || chunk_floats > max_chunk_floats)
     throw std::invalid_argument("split_tensor: chunk_floats " + std::to_string(chunk_floats) +
@@ -40,6 +40,7 @@ std::vector<tensor_chunk> split_tensor(const tensor& t, const step_tag& tag,
     const index len = std::min<index>(chunk_floats, n - offset);
     tensor_chunk c;
     c.tag = tag;
+    c.round = round;
     c.tensor_id = tensor_id;
     c.shape = t.shape;
     c.offset = offset;
@@ -51,6 +52,9 @@ std::vector<tensor_chunk> split_tensor(const tensor& t, const step_tag& tag,
 }
 
 std::string tensor_assembler::add(tensor_chunk c) {
+  const bool empty = c.shape.size() == 1 && c.shape[0] == 0;
+  if (c.shape != expected_ && !empty)
+    return "tensor chunk: shape " + shape_string(c.shape) + " where the job implies " + shape_string(expected_);
   index total = 1;
   for (index d : c.shape) {
     if (d < 0) return "tensor chunk: negative dimension in shape " + shape_string(c.shape);

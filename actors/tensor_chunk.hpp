@@ -22,9 +22,10 @@ inline constexpr std::int64_t max_chunk_floats = std::int64_t{1} << 20;  // 4 Mi
 inline constexpr std::int64_t max_tensor_floats = std::int64_t{1} << 30;  // 4 GiB
 
 struct tensor_chunk {
-  step_tag tag;
+  job_tag tag;
+  round_id round;
   std::int32_t from = -1;        // sending and receiving unit actor, by number
-  std::int32_t to = -1;          // (worker/step_engine.hpp: unit_actors_of)
+  std::int32_t to = -1;          // (unit_layout.hpp)
   std::int64_t tensor_id = 0;    // which tensor of the exchange (sender's numbering)
   std::vector<index> shape;      // of the whole tensor
   std::int64_t offset = 0;       // first element of this chunk in the whole tensor
@@ -36,14 +37,18 @@ caf::error inspect(caf::deserializer& f, tensor_chunk& x);
 
 // Splits t into chunks of at most chunk_floats elements (an empty tensor is one chunk
 // with no data, so that "nothing for you" still arrives).
-std::vector<tensor_chunk> split_tensor(const tensor& t, const step_tag& tag,
+std::vector<tensor_chunk> split_tensor(const tensor& t, const job_tag& tag, const round_id& round,
                                        std::int64_t tensor_id,
                                        std::int64_t chunk_floats = max_chunk_floats);
 
 // Collects the chunks of one tensor in any order; add() says why a chunk does not fit
-// (shape changes, overlap, out of bounds, oversized) instead of trusting the sender.
+// (another shape than the one expected, overlap, out of bounds, oversized) instead of
+// trusting the sender. Nothing is allocated before the shape has been checked.
 class tensor_assembler {
  public:
+  // expected: the shape the receiver's job implies for this tensor ({0} is always accepted
+  // too: an all-zero tensor travels empty).
+  explicit tensor_assembler(std::vector<index> expected) : expected_(std::move(expected)) {}
   // Returns an empty string when accepted, else the reason.
   std::string add(tensor_chunk chunk);
   bool complete() const;
@@ -51,6 +56,7 @@ class tensor_assembler {
   tensor take();
 
  private:
+  std::vector<index> expected_;
   bool started_ = false;
   tensor t_;
   std::int64_t received_ = 0;

@@ -1,35 +1,55 @@
 #pragma once
-// The worker's messages (besides the handshake of handshake_protocol.hpp). Only the
-// coordinator the worker registered with, and peers that authenticated, are answered.
-//   (host_atom, job_plan)        -> result_msg    coordinator: host these units
-//   (release_atom, step_tag)     -> result_msg    coordinator: drop the job's units
-//                                                 (tag.epoch fences a stale release)
-//   (ping_atom)                  -> worker_stats  anyone admitted: liveness and counters
-//   (tensor_chunk)                                peers: a chunk of a step's exchange
-//                                                 (worker/step_engine.hpp says which)
-//   (begin_atom, step_tag, bool train)            coordinator: run round tag.step (a
-//                                                 training step, or validation batch
-//                                                 -1 - tag.step when !train); the worker
-//                                                 answers with a step_report
-//   (finish_atom, step_tag, bool apply)           coordinator: apply the step's update or
-//                                                 skip it; the worker confirms with
-//                                                 (applied_atom, step_tag, name)
-//   (checkpoint_atom, step_tag)                   coordinator: write the hosted units' files
-//                                                 of checkpoint tag.step (steps completed);
-//                                                 the worker answers with a checkpoint_report
-//   (shutdown_atom)              -> result_msg    local only: leave and quit
-#include <caf/atom.hpp>
+// The worker's protocol. Who may send what is checked in each handler (worker_actor.hpp
+// says which): the handshake is answered to any node; ping to nodes that proved the secret;
+// job messages only to the coordinator this worker registered with; tensor chunks only to
+// the peer worker that hosts the sending unit actor; register, shutdown and the timers only
+// to this process and this actor.
+#include <cstdint>
+#include <string>
 
-#include "actors/handshake_protocol.hpp"
+#include <caf/atom.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "actors/coordinator_protocol.hpp"
 #include "actors/tensor_chunk.hpp"
 
 namespace glam {
 
+using register_atom = caf::atom_constant<caf::atom("register")>;
 using host_atom = caf::atom_constant<caf::atom("host")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using begin_atom = caf::atom_constant<caf::atom("begin")>;
 using finish_atom = caf::atom_constant<caf::atom("finish")>;
 using checkpoint_atom = caf::atom_constant<caf::atom("checkpoint")>;
+using host_deadline_atom = caf::atom_constant<caf::atom("hostdline")>;
+using evict_atom = caf::atom_constant<caf::atom("evict")>;
+
+using worker_actor = caf::typed_actor<
+    // This process only: register with the coordinator at this handle, giving the port
+    // peers reach this worker on (the worker runs the handshake itself, so the coordinator
+    // monitors and messages this very actor); leave and quit.
+    caf::replies_to<register_atom, coordinator_actor, std::uint16_t>::with<std::string>,
+    caf::replies_to<shutdown_atom>::with<std::string>,
+    // The handshake (any node): peer workers authenticate this way.
+    caf::replies_to<hello_atom, hello_msg>::with<challenge_msg>,
+    caf::replies_to<auth_atom, proof_msg>::with<std::string>,
+    // Nodes that proved the secret: liveness and counters.
+    caf::replies_to<ping_atom>::with<worker_stats>,
+    // The coordinator: host a job's units (answered once every peer of the plan is
+    // connected); drop them; run a round; apply or skip a training round; write the
+    // checkpoint of a step (steps completed).
+    caf::replies_to<host_atom, job_plan>::with<std::string>,
+    caf::replies_to<release_atom, job_tag>::with<std::string>,
+    caf::reacts_to<begin_atom, job_tag, round_id>,
+    caf::reacts_to<finish_atom, job_tag, round_id, bool>,
+    caf::reacts_to<checkpoint_atom, job_tag, std::int64_t>,
+    // The coordinator declared this worker dead (why): drop the units, register again.
+    caf::reacts_to<evict_atom, std::string>,
+    // Peers hosting units of the job: a chunk of a round's exchange.
+    caf::reacts_to<tensor_chunk>,
+    // The actor itself only: heartbeat timer; the deadline of a host request (job, epoch).
+    caf::reacts_to<tick_atom>,
+    caf::reacts_to<host_deadline_atom, std::string, std::int64_t>>;
 
 }  // namespace glam

@@ -22,6 +22,7 @@
 
 #include "actors/coordinator_protocol.hpp"
 #include "actors/daemon.hpp"
+#include "actors/errors.hpp"
 #include "cli/commands.hpp"
 #include "configs/config.hpp"
 #include "coordinator/embedded_cluster.hpp"
@@ -106,14 +107,20 @@ std::vector<nlohmann::json> read_metrics(const std::string& path) {
   return out;
 }
 
-run_figures run_daemons(const std::string& toml, int workers, int threads, const std::string& dir) {
-  child_process coordinator({"glam", "coordinator", "--listen", "127.0.0.1:0", "--state", dir + "/state"},
+// encryption: "auto" (loopback: authenticated, not encrypted) or "always" (TLS on every
+// connection, as between machines).
+run_figures run_daemons(const std::string& toml, int workers, int threads, const std::string& dir,
+                        const std::string& encryption) {
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  child_process coordinator({"glam", "coordinator", "--listen", "127.0.0.1:0", "--state", dir + "/state",
+                             "--encryption", encryption},
                             dir + "/coordinator");
   const auto endpoint = "127.0.0.1:" + std::to_string(coordinator.wait_port());
   std::vector<std::unique_ptr<child_process>> procs;
   for (int i = 0; i < workers; ++i) {
     std::vector<std::string> args{"glam", "worker", "--coordinator", endpoint, "--name", "bench-" + std::to_string(i),
-                                  "--secret-file", dir + "/state/secret"};
+                                  "--secret-file", dir + "/state/secret", "--encryption", encryption};
     if (threads > 0) {
       args.push_back("--threads");
       args.push_back(std::to_string(threads));
@@ -123,14 +130,13 @@ run_figures run_daemons(const std::string& toml, int workers, int threads, const
   }
   client_connection conn(endpoint, dir + "/state/secret");
   caf::scoped_actor self{conn.system()};
-  result_msg submitted;
+  std::string id, refused;
   self->request(conn.server(), conn.timeout(), submit_atom::value, toml, std::string("bench"))
-      .receive([&](const result_msg& r) { submitted = r; },
-               [&](const caf::error& e) { submitted = {false, conn.system().render(e)}; });
-  if (!submitted.ok) throw std::runtime_error("the bench job was refused: " + submitted.message);
+      .receive([&](const std::string& r) { id = r; }, [&](const caf::error& e) { refused = error_text(e); });
+  if (!refused.empty()) throw std::runtime_error("the bench job was refused: " + refused);
   for (int polls = 0;; ++polls) {
     std::string js;
-    self->request(conn.server(), conn.timeout(), job_status_atom::value, submitted.message)
+    self->request(conn.server(), conn.timeout(), job_status_atom::value, id)
         .receive([&](const std::string& s) { js = s; }, [&](const caf::error&) {});
     auto j = js.empty() ? nlohmann::json{} : nlohmann::json::parse(js);
     if (!j.empty() && j["state"] == "finished") break;
@@ -139,7 +145,7 @@ run_figures run_daemons(const std::string& toml, int workers, int threads, const
     if (polls > 20 * 3600) throw std::runtime_error("the bench job did not finish within an hour");
     std::this_thread::sleep_for(50ms);
   }
-  return figures(read_metrics(dir + "/state/jobs/" + submitted.message + "/metrics.jsonl"));
+  return figures(read_metrics(dir + "/state/jobs/" + id + "/metrics.jsonl"));
 }
 
 struct bench_cluster_options {
@@ -178,10 +184,17 @@ void run_bench_cluster(const bench_cluster_options& o) {
   // Worker processes on one machine share its cores: each gets its part, so that their
   // kernel threads do not oversubscribe the cores (BLIS threads spin while they wait).
   const int threads = o.threads > 0 ? o.threads : std::max(1, compute_threads() / o.workers);
-  const auto cluster = run_daemons(toml, o.workers, threads, dir.string());
+  const auto cluster = run_daemons(toml, o.workers, threads, (dir / "plain").string(), "auto");
   std::printf("%d worker processes, %d compute thread%s each: %8.0f tokens/s  exchange share %.3f\n", o.workers,
               threads, threads == 1 ? "" : "s", cluster.tokens_per_second, cluster.exchange_share);
   std::printf("ratio to embedded: %.3f (target >= 0.85)\n", cluster.tokens_per_second / embedded.tokens_per_second);
+  std::fflush(stdout);
+  // The same cluster with every connection under TLS, as between machines.
+  const auto encrypted = run_daemons(toml, o.workers, threads, (dir / "tls").string(), "always");
+  std::printf("the same, every connection encrypted (TLS 1.3): %8.0f tokens/s  exchange share %.3f\n",
+              encrypted.tokens_per_second, encrypted.exchange_share);
+  std::printf("encrypted / authenticated-only: %.3f\n", encrypted.tokens_per_second / cluster.tokens_per_second);
+  std::printf("%s\n", load_average().c_str());
   fs::remove_all(dir);
 }
 

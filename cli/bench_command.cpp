@@ -30,17 +30,6 @@ struct throughput {
   double seconds_per_step = 0;
 };
 
-// The 1-minute load average, so that every figure is printed with how busy the machine was
-// (on a shared machine other processes take cores from the measurement).
-std::string load_average() {
-  std::ifstream in("/proc/loadavg");
-  double one = 0;
-  if (!(in >> one)) return "load unknown";
-  char text[32];
-  std::snprintf(text, sizeof text, "load %.2f", one);
-  return text;
-}
-
 // Times `steps` training steps after one untimed warm-up step, on synthetic tokens (every
 // expert computes its full capacity whatever the tokens, so the shapes are what matter).
 throughput time_training(const config& c, std::int64_t steps) {
@@ -109,6 +98,17 @@ void add_bench_command(CLI::App& app) {
   train->add_option("--steps", o->steps, "Timed steps (after one warm-up step)")->check(CLI::PositiveNumber);
   train->add_flag("!--no-dense-baseline", o->compare_dense, "Skip the dense-baseline comparison");
   train->callback([o] { run_bench_train(*o); });
+}
+
+// The 1-minute load average, so that every figure is printed with how busy the machine was
+// (on a shared machine other processes take cores from the measurement).
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  double one = 0;
+  if (!(in >> one)) return "load unknown";
+  char text[32];
+  std::snprintf(text, sizeof text, "load %.2f", one);
+  return text;
 }
 
 }  // namespace glam::cli

@@ -1,6 +1,10 @@
 #pragma once
 // Each subcommand of `glam` lives in its own file under cli/ and registers itself here.
+#include <string>
+
 #include <CLI/CLI.hpp>
+
+#include "actors/relay.hpp"
 
 namespace glam::cli {
 
@@ -16,5 +20,12 @@ void add_worker_command(CLI::App& app);
 void add_submit_command(CLI::App& app);
 void add_status_command(CLI::App& app);
 void add_stop_command(CLI::App& app);
+
+// "load 1.23": the 1-minute load average, printed with every benchmark figure.
+std::string load_average();
+
+// The daemons' --encryption auto|always (auto: TLS on connections that leave loopback).
+void add_encryption_option(CLI::App& sub, std::string& value);
+relay_encryption parse_encryption(const std::string& value);
 
 }  // namespace glam::cli

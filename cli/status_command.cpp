@@ -7,18 +7,26 @@
 
 #include "actors/coordinator_protocol.hpp"
 #include "actors/daemon.hpp"
+#include "actors/errors.hpp"
 #include "cli/commands.hpp"
 
 namespace glam::cli {
 
 namespace {
 
+// "12 unauthenticated, 3 stale" (the counts that are not zero), or "none".
+std::string refusals_text(const nlohmann::json& counts) {
+  std::string out;
+  for (const auto& [what, n] : counts.items())
+    if (n.get<std::int64_t>() != 0) out += (out.empty() ? "" : ", ") + std::to_string(n.get<std::int64_t>()) + " " + what;
+  return out.empty() ? "none" : out;
+}
+
 void print_human(const nlohmann::json& s) {
   const auto& c = s["coordinator"];
-  std::printf("coordinator %s  epoch %lld  dropped (unauthenticated) %lld  tensor bytes received %lld\n",
-              c["listen"].get<std::string>().c_str(), static_cast<long long>(c["epoch"].get<std::int64_t>()),
-              static_cast<long long>(c["dropped_unauthenticated"].get<std::int64_t>()),
-              static_cast<long long>(c["tensor_bytes_received"].get<std::int64_t>()));
+  std::printf("coordinator %s  epoch %lld  refused: %s%s\n", c["listen"].get<std::string>().c_str(),
+              static_cast<long long>(c["epoch"].get<std::int64_t>()), refusals_text(c["refused"]).c_str(),
+              c.contains("relay_refused") ? (", relay " + refusals_text(c["relay_refused"])).c_str() : "");
   std::printf("%-16s %-22s %12s %14s %14s %10s  %s\n", "WORKER", "ADDRESS", "TOKENS", "BYTES SENT", "BYTES RECV",
               "RSS MiB", "UNITS");
   for (const auto& w : s["workers"]) {
@@ -31,12 +39,18 @@ void print_human(const nlohmann::json& s) {
                 static_cast<long long>(w["bytes_received"].get<std::int64_t>()),
                 static_cast<double>(w["memory_bytes"].get<std::int64_t>()) / (1 << 20), units.c_str());
   }
+  for (const auto& w : s["workers"]) {
+    const auto refused = refusals_text(w["refused"]), relay = refusals_text(w["relay_refused"]);
+    if (refused != "none" || relay != "none")
+      std::printf("worker %s refused: %s; relay %s\n", w["name"].get<std::string>().c_str(), refused.c_str(),
+                  relay.c_str());
+  }
   for (const auto& j : s["jobs"]) {
+    const auto why = j["error"].get<std::string>() + j["waiting"].get<std::string>();
     std::printf("job %s  %s  step %lld/%lld  loss %.4f  %.0f tokens/s%s%s\n", j["id"].get<std::string>().c_str(),
                 j["state"].get<std::string>().c_str(), static_cast<long long>(j["step"].get<std::int64_t>()),
                 static_cast<long long>(j["steps"].get<std::int64_t>()), j["loss"].get<double>(),
-                j["tokens_per_s"].get<double>(), j["error"].get<std::string>().empty() ? "" : "  ",
-                j["error"].get<std::string>().c_str());
+                j["tokens_per_s"].get<double>(), why.empty() ? "" : "  ", why.c_str());
   }
 }
 
@@ -56,7 +70,7 @@ void add_status_command(CLI::App& app) {
     std::string text, problem;
     self->request(conn.server(), conn.timeout(), status_atom::value)
         .receive([&](const std::string& s) { text = s; },
-                 [&](const caf::error& e) { problem = conn.system().render(e); });
+                 [&](const caf::error& e) { problem = error_text(e); });
     if (!problem.empty()) throw std::runtime_error("status: " + problem);
     if (*json)
       std::printf("%s\n", text.c_str());

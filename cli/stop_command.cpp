@@ -6,6 +6,7 @@
 
 #include "actors/coordinator_protocol.hpp"
 #include "actors/daemon.hpp"
+#include "actors/errors.hpp"
 #include "cli/commands.hpp"
 
 namespace glam::cli {
@@ -21,12 +22,11 @@ void add_stop_command(CLI::App& app) {
   sub->callback([=] {
     client_connection conn(*coordinator, *secret_file);
     caf::scoped_actor self{conn.system()};
-    result_msg r;
+    std::string said, refused;
     self->request(conn.server(), conn.timeout(), stop_atom::value, *job)
-        .receive([&](const result_msg& m) { r = m; },
-                 [&](const caf::error& e) { r = {false, conn.system().render(e)}; });
-    if (!r.ok) throw std::runtime_error("stop: " + r.message);
-    std::printf("%s\n", r.message.c_str());
+        .receive([&](const std::string& m) { said = m; }, [&](const caf::error& e) { refused = error_text(e); });
+    if (!refused.empty()) throw std::runtime_error("stop: " + refused);
+    std::printf("%s\n", said.c_str());
   });
 }
 

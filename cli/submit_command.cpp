@@ -11,6 +11,7 @@
 
 #include "actors/coordinator_protocol.hpp"
 #include "actors/daemon.hpp"
+#include "actors/errors.hpp"
 #include "cli/commands.hpp"
 #include "configs/config.hpp"
 
@@ -32,17 +33,18 @@ void run_submit(const submit_options& o) {
   std::ifstream in(o.job_file);
   std::stringstream text;
   text << in.rdbuf();
+  if (text.str().size() > max_job_file_bytes)
+    throw std::runtime_error(o.job_file + " has " + std::to_string(text.str().size()) +
+                             " bytes; a job file has at most " + std::to_string(max_job_file_bytes));
   client_connection conn(o.coordinator, o.secret_file);
   caf::scoped_actor self{conn.system()};
-  result_msg r;
+  std::string id, refused;
   self->request(conn.server(), conn.timeout(), submit_atom::value, text.str(), o.job_file)
-      .receive([&](const result_msg& m) { r = m; },
-               [&](const caf::error& e) { r = {false, conn.system().render(e)}; });
-  if (!r.ok) throw std::runtime_error("submit refused: " + r.message);
-  std::printf("%s\n", r.message.c_str());
+      .receive([&](const std::string& m) { id = m; }, [&](const caf::error& e) { refused = error_text(e); });
+  if (!refused.empty()) throw std::runtime_error("submit refused: " + refused);
+  std::printf("%s\n", id.c_str());
   std::fflush(stdout);
   if (!o.wait) return;
-  const auto id = r.message;
   std::int64_t last_step = -1;
   std::string last_state;
   auto start = std::chrono::steady_clock::now();
@@ -51,7 +53,7 @@ void run_submit(const submit_options& o) {
     std::string problem;
     self->request(conn.server(), conn.timeout(), job_status_atom::value, id)
         .receive([&](const std::string& s) { js = s; },
-                 [&](const caf::error& e) { problem = conn.system().render(e); });
+                 [&](const caf::error& e) { problem = error_text(e); });
     if (!problem.empty()) throw std::runtime_error("lost the coordinator while waiting for job " + id + ": " + problem);
     auto j = nlohmann::json::parse(js);
     if (j.empty()) throw std::runtime_error("the coordinator no longer knows job " + id);

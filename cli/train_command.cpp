@@ -115,7 +115,7 @@ int run_train(const train_options& o) {
 
   std::optional<checkpoint_manifest> resume_from;
   if (o.resume) {
-    resume_from = latest_valid_checkpoint(o.checkpoint_dir, model_config_hash(c));
+    resume_from = latest_valid_checkpoint(o.checkpoint_dir, c);
     if (!resume_from)
       throw std::runtime_error("--resume: no valid checkpoint in '" + o.checkpoint_dir +
                                "'; train without --resume first, or point --checkpoint-dir at the run's checkpoints");

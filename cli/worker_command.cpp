@@ -1,4 +1,5 @@
-// `glam worker --coordinator HOST:PORT [--listen HOST:PORT] [--name NAME] [--secret-file F]`
+// `glam worker --coordinator HOST:PORT [--listen HOST:PORT] [--name NAME] [--secret-file F]
+//              [--data-root DIR] [--checkpoint-root DIR]`
 #include <memory>
 
 #include "cli/commands.hpp"
@@ -9,17 +10,25 @@ namespace glam::cli {
 void add_worker_command(CLI::App& app) {
   auto o = std::make_shared<worker_daemon_options>();
   auto heartbeat_ms = std::make_shared<int>(500);
+  auto encryption = std::make_shared<std::string>("auto");
   auto* sub = app.add_subcommand("worker", "Run a worker daemon that hosts units for the coordinator");
   sub->add_option("--coordinator", o->coordinator, "HOST:PORT of the coordinator")->required();
   sub->add_option("--listen", o->listen, "HOST:PORT peers reach this worker on (port 0: any free)")
       ->capture_default_str();
-  sub->add_option("--name", o->name, "Name to register with (default worker-<pid>)");
+  sub->add_option("--name", o->name, "Name to register with, of [A-Za-z0-9._-] (default worker-<pid>)");
   sub->add_option("--secret-file", o->secret_file, "Cluster secret (default: the coordinator's, on this machine)");
+  sub->add_option("--data-root", o->data_root,
+                  "Jobs may read data only under this directory (default: the current directory)");
+  sub->add_option("--checkpoint-root", o->checkpoint_root,
+                  "Jobs may write checkpoints only under this directory (default: the coordinator's "
+                  "checkpoint root when it runs on this machine; else none)");
   sub->add_option("--heartbeat-ms", *heartbeat_ms, "Heartbeat interval")->capture_default_str()->check(
       CLI::Range(50, 60000));
   sub->add_option("--threads", o->threads, "Compute threads (default: all cores)")->check(CLI::PositiveNumber);
-  sub->callback([o, heartbeat_ms] {
+  add_encryption_option(*sub, *encryption);
+  sub->callback([o, heartbeat_ms, encryption] {
     o->heartbeat = std::chrono::milliseconds(*heartbeat_ms);
+    o->encryption = parse_encryption(*encryption);
     run_worker(*o);
   });
 }

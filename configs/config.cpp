@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -324,13 +325,7 @@ void check_values(const config& c, const std::string& source) {
            real_range_text(r));
   };
   const model_config& m = c.model;
-  if (c.name.empty()) fail("name = \"\" is empty: give the job a name");
-  for (char ch : c.name) {
-    const auto u = static_cast<unsigned char>(ch);
-    if (ch == '/' || ch == '\\' || u < 0x20 || u == 0x7f)
-      fail("name = " + quote(c.name) +
-           " is not allowed: a name may not contain '/', '\\' or control characters");
-  }
+  if (auto why = name_problem(c.name); !why.empty()) fail("name = " + quote(c.name) + " is not allowed: " + why);
   in_range("model.vocab_size", m.vocab_size, r_vocab_size);
   in_range("model.layers", m.layers, r_layers);
   in_range("model.d_model", m.d_model, r_d_model);
@@ -381,6 +376,16 @@ const char* to_string(second_expert_policy p) {
 }
 
 const char* to_string(lr_schedule_kind) { return "rsqrt"; }
+
+std::string name_problem(const std::string& name) {
+  if (name.empty()) return "a name needs at least one character";
+  if (name.size() > 64) return "a name has at most 64 characters (this one has " + std::to_string(name.size()) + ")";
+  if (name == "." || name == "..") return "'.' and '..' name directories, not jobs or workers";
+  for (char ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-')
+      return "a name may hold only letters, digits, '.', '_' and '-'";
+  return {};
+}
 
 void validate_config(const config& c) { check_values(c, c.name.empty() ? "config" : c.name); }
 

@@ -99,6 +99,10 @@ void validate_config(const config& c);
 void validate_against_data(const config& c, std::int64_t data_vocab_size,
                            std::int64_t longest_trainable_sequence);
 
+// Why `name` cannot name a job or a worker (empty when it can): names become directory
+// and file names, so they are 1 to 64 characters of [A-Za-z0-9._-], and not "." or "..".
+std::string name_problem(const std::string& name);
+
 // A stable hash of the model-defining fields (what a checkpoint must match).
 std::uint64_t model_config_hash(const config& c);
 

@@ -4,21 +4,46 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/errors.hpp"
 #include "actors/fingerprint.hpp"
-#include "actors/tensor_chunk.hpp"
-#include "actors/unit_actors.hpp"
-#include "actors/worker_protocol.hpp"
+#include "actors/runtime_config.hpp"
+#include "actors/unit_layout.hpp"
 #include "configs/config.hpp"
 #include "configs/plan.hpp"
 #include "coordinator/placement.hpp"
+#include "data/dataset.hpp"
+#include "kernels/check.hpp"
 #include "model/checkpoint.hpp"
 #include "model/metrics.hpp"
 
 namespace glam {
 
+const char* to_string(job_phase p) {
+  switch (p) {
+    case job_phase::placing: return "placing";
+    case job_phase::computing: return "computing";
+    case job_phase::applying: return "applying";
+    case job_phase::checkpointing: return "checkpointing";
+  }
+  return "unknown";
+}
+
+void running_job::enter(job_phase to) {
+  using p = job_phase;
+  const bool ok = (phase == p::placing && to == p::computing) ||
+                  (phase == p::computing && (to == p::computing || to == p::applying || to == p::checkpointing)) ||
+                  (phase == p::applying && (to == p::computing || to == p::checkpointing)) ||
+                  (phase == p::checkpointing && to == p::computing);
+  GLAM_CHECK(ok, std::string("job phase ") + to_string(phase) + " -> " + to_string(to) + " is not in the table");
+  phase = to;
+}
+
 namespace {
 
-using self_ptr = caf::stateful_actor<coordinator_state>*;
+using self_ptr = coordinator_actor::stateful_pointer<coordinator_state>;
+
+// Status lists the newest jobs only (the table keeps them all).
+constexpr std::size_t status_jobs = 50;
 
 std::string sender_node(self_ptr self) {
   auto& s = self->current_sender();
@@ -31,15 +56,38 @@ std::string sender_actor(self_ptr self) {
   return s ? caf::to_string(s->address()) : std::string();
 }
 
+bool is_local(self_ptr self) { return sender_node(self) == caf::to_string(self->node()); }
+
+bool from_self(self_ptr self) {
+  auto& s = self->current_sender();
+  if (s && s->address() == self->address()) return true;
+  ++self->state.refused.not_allowed;
+  return false;
+}
+
 // Every handler but the handshake starts here: messages from nodes that have not proved
 // the secret are dropped and counted.
 bool admitted(self_ptr self) { return self->state.gate->admit_or_count(sender_node(self)); }
+
+// A registered worker's actor sent this.
+bool from_member(self_ptr self) {
+  if (!admitted(self)) return false;
+  if (self->state.members.by_node(sender_actor(self))) return true;
+  ++self->state.refused.not_allowed;
+  return false;
+}
+
+void arm_deadline(self_ptr self) {
+  auto& r = *self->state.run;
+  self->delayed_send(self, self->state.opts.step_timeout, deadline_atom::value, r.id, ++r.deadline_serial);
+}
 
 // Ends the job (finished, failed or stopped) and releases its units.
 void end_job(self_ptr self, job_record& j, const std::string& why, job_state st = job_state::failed) {
   auto& s = self->state;
   j.state = st;
   j.error = why;
+  j.waiting.clear();
   s.jobs->persist();
   if (s.run && s.run->id == j.id) s.run.reset();
   if (st == job_state::finished)
@@ -47,26 +95,35 @@ void end_job(self_ptr self, job_record& j, const std::string& why, job_state st 
   else
     spdlog::warn("job {} {}: {}", j.id, to_string(st), why);
   // Release the job's units on the workers still alive; the epoch fences stale messages.
-  step_tag tag{j.id, j.step, s.jobs->epoch()};
+  const job_tag tag{j.id, s.jobs->epoch()};
   for (auto& [name, h] : s.handles) {
-    self->request(h, s.opts.request_timeout, release_atom::value, tag).then([](const result_msg&) {});
+    self->request(h, s.opts.request_timeout, release_atom::value, tag)
+        .then([](const std::string&) {},
+              [name = name](const caf::error& e) {
+                spdlog::warn("worker {} did not confirm the release of its units: {}", name, error_text(e));
+              });
     s.hosted[name].clear();
   }
   if (s.opts.on_job_end) s.opts.on_job_end(j);
+}
+
+void fail_run(self_ptr self, const std::string& why) {
+  auto& s = self->state;
+  if (!s.run) return;
+  if (auto* j = s.jobs->find(s.run->id)) end_job(self, *j, why);
 }
 
 // Orders the driver's current round from every worker hosting units, with a deadline.
 void start_round(self_ptr self) {
   auto& s = self->state;
   auto& r = *s.run;
-  auto* j = s.jobs->find(r.id);
-  if (r.driver->finished()) return end_job(self, *j, {}, job_state::finished);
-  const auto round = r.driver->current();
-  const step_tag tag{r.id, round.wire(), s.jobs->epoch()};
-  for (const auto& a : r.plan.placement)
-    if (auto h = s.handles.find(a.worker); h != s.handles.end()) self->send(h->second, begin_atom::value, tag, round.train);
+  if (r.driver->finished()) return end_job(self, *s.jobs->find(r.id), {}, job_state::finished);
+  r.enter(job_phase::computing);
+  for (const auto& a : r.plan.units)
+    if (auto h = s.handles.find(a.worker); h != s.handles.end())
+      self->send(h->second, begin_atom::value, r.plan.tag, r.driver->current());
   r.round_start = runtime_clock::now();
-  self->delayed_send(self, s.opts.step_timeout, deadline_atom::value, r.id, ++r.round_serial);
+  arm_deadline(self);
 }
 
 bool checkpoint_due(const config& c, std::int64_t steps_done) {
@@ -78,14 +135,16 @@ bool checkpoint_due(const config& c, std::int64_t steps_done) {
 void start_checkpoint(self_ptr self) {
   auto& s = self->state;
   auto& r = *s.run;
+  r.enter(job_phase::checkpointing);
   r.checkpoint_step = r.driver->steps_done();
   r.checkpoint_files.clear();
   r.checkpoint_waiting.clear();
-  const step_tag tag{r.id, r.checkpoint_step, s.jobs->epoch()};
-  for (const auto& a : unit_actors_of(r.plan.placement).placement) r.checkpoint_waiting.insert(a.worker);
-  for (const auto& a : r.plan.placement)
-    if (auto h = s.handles.find(a.worker); h != s.handles.end()) self->send(h->second, checkpoint_atom::value, tag);
-  self->delayed_send(self, s.opts.step_timeout, deadline_atom::value, r.id, ++r.round_serial);
+  const auto layout = unit_layout::of(r.plan.units, r.cfg.cluster.shards, r.cfg.model.experts);
+  for (const auto& a : layout.actors()) r.checkpoint_waiting.insert(a.name);
+  for (const auto& a : r.plan.units)
+    if (auto h = s.handles.find(a.worker); h != s.handles.end())
+      self->send(h->second, checkpoint_atom::value, r.plan.tag, r.checkpoint_step);
+  arm_deadline(self);
 }
 
 // The manifest, written last: dense first, then the experts in order.
@@ -93,7 +152,8 @@ void finish_checkpoint(self_ptr self) {
   auto& s = self->state;
   auto& r = *s.run;
   auto order = [](const unit_file_info& f) {
-    return f.unit == dense_unit_name() ? -1 : std::stoll(f.unit.substr(f.unit.find('-') + 1));
+    auto u = unit_id::parse(f.unit);
+    return u ? u->index : -1;
   };
   std::sort(r.checkpoint_files.begin(), r.checkpoint_files.end(),
             [&](const auto& a, const auto& b) { return order(a) < order(b); });
@@ -102,34 +162,37 @@ void finish_checkpoint(self_ptr self) {
   m.step = r.checkpoint_step;
   m.epoch = s.jobs->epoch();
   m.units = r.checkpoint_files;
-  write_manifest(r.checkpoint_root, m, r.cfg.fault.keep_checkpoints);
+  record_job(m, r.cfg);
+  if (auto why = manifest_unit_problem(m, r.cfg); !why.empty()) throw checkpoint_error(why);
+  write_manifest(r.plan.checkpoint_dir, m, r.cfg.fault.keep_checkpoints);
   spdlog::info("job {}: checkpoint of step {} in {} ({} units, {} bytes)", r.id, m.step,
-               checkpoint_dir_for(r.checkpoint_root, m.step), m.units.size(), checkpoint_bytes(m));
+               checkpoint_dir_for(r.plan.checkpoint_dir, m.step), m.units.size(), checkpoint_bytes(m));
   r.checkpoint_step = -1;
 }
 
 // Releases the running job's units (the job stays in the table, to be resumed from its
 // last checkpoint when the coordinator starts again), persists, and quits.
-result_msg shut_down(self_ptr self) {
+std::string shut_down(self_ptr self) {
   auto& s = self->state;
   if (s.run) {
-    const step_tag tag{s.run->id, s.run->driver ? s.run->driver->steps_done() : 0, s.jobs->epoch()};
-    for (auto& [name, h] : s.handles) self->send(h, release_atom::value, tag);
-    spdlog::info("coordinator: job {} stopped at step {}; it resumes from its last checkpoint", s.run->id, tag.step);
+    const job_tag tag{s.run->id, s.jobs->epoch()};
+    for (auto& [name, h] : s.handles)
+      self->request(h, s.opts.request_timeout, release_atom::value, tag).then([](const std::string&) {}, [](const caf::error&) {});
+    spdlog::info("coordinator: job {} stopped at step {}; it resumes from its last checkpoint", s.run->id,
+                 s.run->driver ? s.run->driver->steps_done() : 0);
   }
   s.jobs->persist();
   spdlog::info("coordinator shutting down; epoch {} persisted", s.jobs->epoch());
   self->quit();
-  return {true, "bye"};
+  return "bye";
 }
 
-// Every worker reported (and, for a training step, applied the decision): commit the
+// Every unit actor reported (and, for a training step, applied the decision): commit the
 // round, record the step's metrics once it is complete, and go on.
 void complete_round(self_ptr self) {
   auto& s = self->state;
   auto& r = *s.run;
   const double seconds = std::chrono::duration<double>(runtime_clock::now() - r.round_start).count();
-  const bool train_round = r.driver->current().train;
   if (auto done = r.driver->next(seconds)) {
     auto* j = s.jobs->find(r.id);
     const auto& m = done->metrics;
@@ -144,158 +207,215 @@ void complete_round(self_ptr self) {
     s.jobs->persist();
     if (s.opts.log_steps)
       spdlog::info("job {} step {}: loss {:.6f}, aux {:.6f}, {:.0f} tokens/s{}{}", j->id, m.step, m.loss.loss,
-                 m.loss.aux, j->tokens_per_s, m.skipped ? ", skipped (gradients not finite)" : "",
-                 done->val_loss ? fmt::format(", val_loss {:.6f}", *done->val_loss) : std::string());
+                   m.loss.aux, j->tokens_per_s, m.skipped ? ", skipped (gradients not finite)" : "",
+                   done->val_loss ? fmt::format(", val_loss {:.6f}", *done->val_loss) : std::string());
     if (s.opts.on_step) s.opts.on_step(*j, line);
+    if (s.opts.checkpoints && checkpoint_due(r.cfg, r.driver->steps_done())) return start_checkpoint(self);
   }
-  if (s.opts.checkpoints && train_round && checkpoint_due(r.cfg, r.driver->steps_done())) return start_checkpoint(self);
   start_round(self);
 }
 
-// The step message of the running job, current epoch; anything else is dropped and counted.
-running_job* current_run(self_ptr self, const step_tag& tag) {
+// A message of the running job's unit actors, current epoch, from the node of the worker
+// that hosts the unit actor it names; anything else is dropped and counted.
+running_job* run_of_unit_actor(self_ptr self, const job_tag& tag, const std::string& unit_actor) {
   auto& s = self->state;
   if (!admitted(self)) return nullptr;
-  if (!s.run || !s.run->driver || tag.job != s.run->id || tag.epoch != s.jobs->epoch()) {
-    ++s.dropped_stale;
+  if (!s.run || tag.job != s.run->id || tag.epoch != s.jobs->epoch()) {
+    ++s.refused.stale;
+    return nullptr;
+  }
+  const auto slash = unit_actor.find('/');
+  const auto worker = unit_actor.substr(0, slash == std::string::npos ? 0 : slash);
+  auto h = s.handles.find(worker);
+  const bool hosted = std::any_of(s.run->plan.units.begin(), s.run->plan.units.end(),
+                                  [&](const worker_assignment& a) { return a.worker == worker; });
+  if (!hosted || h == s.handles.end() || caf::to_string(h->second.node()) != sender_node(self)) {
+    ++s.refused.not_allowed;
     return nullptr;
   }
   return s.run.get();
 }
 
-void worker_lost(self_ptr self, const member& m, const std::string& how) {
+bool phase_is(self_ptr self, const running_job& r, job_phase p) {
+  if (r.phase == p) return true;
+  ++self->state.refused.stale;
+  return false;
+}
+
+void worker_lost(self_ptr self, const member& m, const std::string& how, bool tell_it = false) {
   auto& s = self->state;
   if (auto h = s.handles.find(m.name); h != s.handles.end()) {
+    // A worker declared dead while its process lives (stopped, hung) hears so when it runs
+    // again, and registers anew instead of waiting on a coordinator that forgot it.
+    if (tell_it) self->send(h->second, evict_atom::value, how);
     // A remote worker's node must prove the secret again; our own node stays admitted.
-    if (h->second.node() != self->system().node()) s.gate->revoke(caf::to_string(h->second.node()));
+    if (h->second.node() != self->node()) s.gate->revoke(caf::to_string(h->second.node()));
+    self->demonitor(h->second.address());
     s.handles.erase(h);
   }
   s.hosted.erase(m.name);
-  spdlog::warn("membership: worker {} ({}:{}) {}; {} workers left", m.name, m.host, m.port, how,
-               s.members.size());
+  s.members.touch();
+  spdlog::warn("membership: worker {} ({}:{}) {}; {} workers left", m.name, m.host, m.port, how, s.members.size());
   if (auto* j = s.jobs->active(); j && j->state == job_state::running) {
     auto epoch = s.jobs->bump_epoch();
     end_job(self, *j,
-             "worker " + m.name + " (" + m.host + ":" + std::to_string(m.port) + ") " + how + " at step " +
-                 std::to_string(j->step + 1) + " (epoch " + std::to_string(epoch) +
-                 "); the last checkpoint is kept: submit the job again to resume");
+            "worker " + m.name + " (" + m.host + ":" + std::to_string(m.port) + ") " + how + " at step " +
+                std::to_string(j->step + 1) + " (epoch " + std::to_string(epoch) +
+                "); the last checkpoint is kept: submit the job again to resume");
   }
 }
+
+std::string checkpoint_dir_of(const coordinator_state& s, const config& c) {
+  if (!s.opts.job_checkpoint_dir.empty()) return s.opts.job_checkpoint_dir;
+  const auto root = s.opts.checkpoint_root.empty() ? s.jobs->state_dir() + "/checkpoints" : s.opts.checkpoint_root;
+  return root + "/" + c.name;  // a valid name: one path component, not "." or ".."
+}
+
+void hosted_by(self_ptr self, const std::string& id, const std::string& worker);
 
 // Places the active pending job on the live workers and asks each to host its units.
 void try_start(self_ptr self) {
   auto& s = self->state;
   auto* j = s.jobs->active();
-  if (!j || j->state != job_state::pending || s.members.size() == 0) return;
-  config c;
-  try {
-    c = parse_config_string(j->config_toml, j->id);
-  } catch (const std::exception& e) {
-    end_job(self, *j, e.what());
+  if (!j || j->state != job_state::pending || s.run) return;
+  if (s.members.size() == 0) {
+    j->waiting = "no workers: start one with glam worker";
     return;
   }
+  const config c = parse_config_string(j->config_toml, j->id);  // validated at submit
+  const index experts = c.model.moe_as_dense_relu ? 0 : c.model.experts;
   std::vector<worker_capacity> caps;
   for (const auto* m : s.members.workers())
     caps.push_back({m->name, m->host, m->port, m->stats.gflops > 0 ? m->stats.gflops : 1.0, 0});
-  std::vector<unit_assignment> placement;
+  placement units;
   try {
-    placement = s.opts.random_placement_seed != 0
-                    ? random_placement(caps, c.cluster.shards, c.model.experts, s.opts.random_placement_seed)
-                    : place_units(caps, c.cluster.shards, c.model.experts, unit_costs{});
+    units = s.opts.random_placement_seed != 0 ? random_placement(caps, c.cluster.shards, experts, s.opts.random_placement_seed)
+                                              : place_units(caps, c.cluster.shards, experts, unit_costs{});
+    units.erase(std::remove_if(units.begin(), units.end(),
+                               [](const worker_assignment& a) { return a.shards.empty() && a.experts.empty(); }),
+                units.end());
   } catch (const std::exception& e) {
-    end_job(self, *j, e.what());
+    if (j->waiting != e.what()) spdlog::info("job {} waits: {}", j->id, e.what());
+    j->waiting = e.what();
     return;
   }
   // A job goes on from the newest valid checkpoint of its name (a torn or corrupt one is
   // skipped: the one before it is used), else from its initial parameters.
-  const auto root =
-      s.opts.checkpoint_root.empty() ? s.jobs->state_dir() + "/checkpoints/" + c.name : s.opts.checkpoint_root;
+  const auto dir = checkpoint_dir_of(s, c);
   std::optional<checkpoint_manifest> resume;
   if (s.opts.resume) try {
       std::vector<std::string> skipped;
-      resume = latest_valid_checkpoint(root, model_config_hash(c), &skipped);
+      resume = latest_valid_checkpoint(dir, c, &skipped);
       for (const auto& why : skipped) spdlog::warn("job {}: checkpoint skipped: {}", j->id, why);
-      if (resume) remove_checkpoints_after(root, resume->step);
+      if (resume) remove_checkpoints_after(dir, resume->step);
     } catch (const std::exception& e) {
       return end_job(self, *j, e.what());
     }
   j->state = job_state::running;
+  j->waiting.clear();
   j->step = resume ? resume->step : 0;
   s.jobs->truncate_metrics(j->id, j->step);
-  if (resume) spdlog::info("job {}: resuming from the checkpoint of step {} in {}", j->id, resume->step, root);
+  if (resume) spdlog::info("job {}: resuming from the checkpoint of step {} in {}", j->id, resume->step, dir);
   s.jobs->persist();
-  job_plan plan{{j->id, j->step, s.jobs->epoch()}, j->config_toml, placement, root,
-                resume ? resume->step : -1, s.opts.inject_nonfinite_step};
-  s.run = std::make_unique<running_job>();
-  s.run->id = j->id;
-  s.run->cfg = c;
-  s.run->plan = plan;
-  s.run->flops_per_token = double(make_plan(c, 1).flops_per_token_train);
-  s.run->checkpoint_root = root;
-  for (const auto& a : placement) s.run->waiting_hosts.insert(a.worker);
-  for (const auto& a : placement) {
-    std::string units;
+  auto run = std::make_unique<running_job>();
+  run->id = j->id;
+  run->cfg = c;
+  run->plan = job_plan{{j->id, s.jobs->epoch()}, j->config_toml, units, s.opts.checkpoints ? dir : std::string(),
+                       resume ? resume->step : -1, s.opts.inject_nonfinite_step};
+  run->flops_per_token = double(make_plan(c, 1).flops_per_token_train);
+  for (const auto& a : units) run->waiting_hosts.insert(a.worker);
+  s.run = std::move(run);
+  for (const auto& a : units) {
     auto& hosted = s.hosted[a.worker];
-    hosted.clear();
-    for (auto sh : a.shards) hosted.push_back("shard" + std::to_string(sh));
-    for (auto e : a.experts) hosted.push_back("expert" + std::to_string(e));
-    for (auto& u : hosted) units += (units.empty() ? "" : " ") + u;
-    spdlog::info("placement: job {} epoch {}: {} hosts [{}]", j->id, s.jobs->epoch(), a.worker, units);
+    hosted = unit_names(a);
+    std::string list;
+    for (const auto& u : hosted) list += (list.empty() ? "" : " ") + u;
+    spdlog::info("placement: job {} epoch {}: {} hosts [{}]", j->id, s.jobs->epoch(), a.worker, list);
     auto h = s.handles.find(a.worker);
     if (h == s.handles.end()) continue;
     auto id = j->id;
     auto worker = a.worker;
     // Twice the usual deadline: the worker first connects to its peers, each with half.
-    self->request(h->second, 2 * s.opts.request_timeout, host_atom::value, plan)
-        .then(
-            [self, id, worker](const result_msg& r) {
-              auto& s = self->state;
-              auto* jj = s.jobs->find(id);
-              if (!jj || is_final(jj->state) || !s.run || s.run->id != id) return;
-              if (!r.ok) return end_job(self, *jj, "worker " + worker + " cannot host its units: " + r.message);
-              s.run->waiting_hosts.erase(worker);
-              if (!s.run->waiting_hosts.empty() || s.run->driver) return;
-              // Every unit actor reports every round.
-              std::vector<std::string> units;
-              for (const auto& a : unit_actors_of(s.run->plan.placement).placement) units.push_back(a.worker);
-              s.run->driver = std::make_unique<step_driver>(s.run->cfg, units, jj->step);
-              spdlog::info("job {}: every unit hosted; training from step {}", id, jj->step);
-              start_round(self);
-            },
-            [self, id, worker](const caf::error& e) {
-              auto* jj = self->state.jobs->find(id);
-              if (jj && !is_final(jj->state))
-                end_job(self, *jj, "worker " + worker + " did not confirm its units: " +
-                                        self->system().render(e));
-            });
+    self->request(h->second, 2 * s.opts.request_timeout, host_atom::value, s.run->plan)
+        .then([self, id, worker](const std::string&) { hosted_by(self, id, worker); },
+              [self, id, worker](const caf::error& e) {
+                auto& s = self->state;
+                if (!s.run || s.run->id != id) return;
+                fail_run(self, "worker " + worker + " cannot host its units: " + error_text(e));
+              });
   }
+}
+
+void hosted_by(self_ptr self, const std::string& id, const std::string& worker) {
+  auto& s = self->state;
+  if (!s.run || s.run->id != id || s.run->phase != job_phase::placing) return;
+  s.run->waiting_hosts.erase(worker);
+  if (!s.run->waiting_hosts.empty()) return;
+  // Every unit actor reports every round.
+  std::vector<std::string> unit_actors;
+  const auto layout = unit_layout::of(s.run->plan.units, s.run->cfg.cluster.shards, s.run->cfg.model.experts);
+  for (const auto& a : layout.actors()) unit_actors.push_back(a.name);
+  auto* j = s.jobs->find(id);
+  s.run->driver = std::make_unique<step_driver>(s.run->cfg, unit_actors, j->step);
+  spdlog::info("job {}: every unit hosted; training from step {}", id, j->step);
+  start_round(self);
+}
+
+// Refuses a job at submit for every reason that can be known then, so that an accepted job
+// never fails for it later: the file's size, the config, the name, and the data it names.
+caf::error submit_problem(const std::string& toml, const std::string& source, config& c) {
+  if (toml.size() > max_job_file_bytes)
+    return make_error(glam_errc::invalid_job, "the job file has " + std::to_string(toml.size()) +
+                                                  " bytes; a job file has at most " + std::to_string(max_job_file_bytes));
+  if (source.size() > 4096) return make_error(glam_errc::invalid_job, "the job file's name is over 4096 characters");
+  try {
+    c = parse_config_string(toml, source);
+    if (!c.data.synthetic) {
+      auto d = dataset::open(c.data.dir);
+      validate_against_data(c, d.vocab_size(), d.longest_trainable_sequence());
+    }
+  } catch (const std::exception& e) {
+    return make_error(glam_errc::invalid_job, e.what());
+  }
+  return caf::none;
+}
+
+nlohmann::json refusals_json(const refusal_counts& r) {
+  return {{"unauthenticated", r.unauthenticated}, {"not_allowed", r.not_allowed},
+          {"system_messages", r.system_messages}, {"stale", r.stale},
+          {"malformed", r.malformed},             {"unexpected", r.unexpected}};
+}
+
+nlohmann::json relay_json(const relay_refusals& r) {
+  return {{"secret", r.secret}, {"handshake", r.handshake}, {"connections", r.connections},
+          {"evicted", r.evicted}, {"frames", r.frames},       {"idle", r.idle}};
 }
 
 }  // namespace
 
 std::string job_json(const job_record& j) {
-  nlohmann::json o{{"id", j.id},     {"name", j.name}, {"state", to_string(j.state)},
+  nlohmann::json o{{"id", j.id},     {"name", j.name},   {"state", to_string(j.state)},
                    {"step", j.step}, {"steps", j.steps}, {"loss", j.loss},
-                   {"tokens_per_s", j.tokens_per_s}, {"error", j.error}};
+                   {"tokens_per_s", j.tokens_per_s},     {"error", j.error}, {"waiting", j.waiting}};
   return o.dump();
 }
 
 std::string status_json(const coordinator_state& s) {
   nlohmann::json o;
-  o["coordinator"] = {{"listen", s.opts.listen},
-                      {"epoch", s.jobs->epoch()},
-                      {"dropped_unauthenticated", s.gate->dropped()},
-                      {"dropped_stale_epoch", s.dropped_stale},
-                      // The coordinator relays no token batch: it sends no tensor chunk,
-                      // and drops any that reach it, counting their bytes here.
-                      {"tensor_bytes_received", s.tensor_bytes_received}};
-  if (s.opts.door && *s.opts.door) {
-    const auto& c = (*s.opts.door)->counters();
-    o["coordinator"]["listen"] = s.opts.listen + ":" + std::to_string((*s.opts.door)->port());
+  auto refused = s.refused;
+  refused.unauthenticated = s.gate->dropped();
+  o["coordinator"] = {{"listen", s.opts.listen}, {"epoch", s.jobs->epoch()}, {"refused", refusals_json(refused)}};
+  if (s.opts.listen_port) o["coordinator"]["listen"] = s.opts.listen + ":" + std::to_string(s.opts.listen_port->load());
+  if (s.opts.daemon_relay) {
+    const auto& c = s.opts.daemon_relay->counters();
+    // Every connection to the coordinator is inbound, through its relay: these are all the
+    // bytes it sends and receives (it relays no token batch).
     o["coordinator"]["bytes_received"] = c.bytes_in.load();
     o["coordinator"]["bytes_sent"] = c.bytes_out.load();
-    o["coordinator"]["refused_frames"] = c.refused_frames.load();
-    o["coordinator"]["refused_connections"] = c.refused_connections.load();
+    o["coordinator"]["connections"] = {{"accepted", c.accepted.load()},
+                                       {"authenticated", c.authenticated.load()},
+                                       {"encrypted", c.encrypted.load()}};
+    o["coordinator"]["relay_refused"] = relay_json(relay_refusals_of(c));
   }
   o["workers"] = nlohmann::json::array();
   auto now = runtime_clock::now();
@@ -310,20 +430,22 @@ std::string status_json(const coordinator_state& s) {
          {"bytes_received", m->stats.bytes_received},
          {"memory_bytes", m->stats.memory_bytes},
          {"gflops", m->stats.gflops},
-         {"dropped_unauthenticated", m->stats.dropped_unauthenticated},
          {"peers", m->stats.peers},
-         {"last_heard_ms",
-          std::chrono::duration_cast<std::chrono::milliseconds>(now - m->last_seen).count()}});
+         {"refused", refusals_json(m->stats.refused)},
+         {"relay_refused", relay_json(m->stats.relay)},
+         {"last_heard_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - m->last_seen).count()}});
   }
   o["jobs"] = nlohmann::json::array();
-  for (const auto& j : s.jobs->jobs()) o["jobs"].push_back(nlohmann::json::parse(job_json(j)));
+  const auto& jobs = s.jobs->jobs();
+  const std::size_t first = jobs.size() > status_jobs ? jobs.size() - status_jobs : 0;
+  for (std::size_t i = first; i < jobs.size(); ++i) o["jobs"].push_back(nlohmann::json::parse(job_json(jobs[i])));
   return o.dump();
 }
 
-caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
+coordinator_actor::behavior_type coordinator_behavior(self_ptr self, coordinator_options opts) {
   auto& s = self->state;
   s.opts = opts;
-  s.gate = std::make_unique<auth_gate>(opts.secret, caf::to_string(self->system().node()));
+  s.gate = std::make_unique<auth_gate>(opts.secret, caf::to_string(self->node()));
   s.jobs = std::make_unique<job_table>(opts.state_dir);
   // A job that was running when the coordinator went down waits for workers again.
   for (const auto& j : s.jobs->jobs())
@@ -332,187 +454,204 @@ caf::behavior coordinator_actor(self_ptr self, coordinator_options opts) {
       jj->state = job_state::pending;
       s.jobs->bump_epoch();
     }
-  self->set_down_handler([self](const caf::down_msg& dm) {
+  // CAF's system messages never reach a handler's gate: check them here. Only this process
+  // may stop the coordinator; a down message counts only from the worker actor it names.
+  self->set_exit_handler([self](caf::exit_msg& m) {
+    if (!is_local(self) || !self->current_sender()) {
+      ++self->state.refused.system_messages;
+      return;
+    }
+    self->quit(m.reason);
+  });
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& sender = self->current_sender();
+    if (!sender || sender->address() != dm.source) {
+      ++self->state.refused.system_messages;
+      return;
+    }
     auto m = self->state.members.remove_node(caf::to_string(dm.source));
     if (!m.name.empty()) worker_lost(self, m, "went down (" + self->system().render(dm.reason) + ")");
   });
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view&) -> caf::result<caf::message> {
-    self->state.gate->admit_or_count(sender_node(self));
+    if (self->state.gate->admit_or_count(sender_node(self))) ++self->state.refused.unexpected;
     return caf::sec::unexpected_message;
   });
+  self->set_exception_handler([](std::exception_ptr& e) { return exit_reason_of(e, "coordinator"); });
   self->send(self, tick_atom::value);
   return {
-      [self](hello_atom, const hello_msg& h) -> challenge_msg {
+      [self](hello_atom, const hello_msg& h) -> caf::result<challenge_msg> {
         auto& s = self->state;
-        challenge_msg c;
-        c.reason = compatibility_problem(h, local_fingerprint());
-        if (!c.reason.empty()) {
-          spdlog::warn("membership: refused {} '{}': {}", h.role, h.name, c.reason);
-          return c;
+        if (auto why = compatibility_problem(h, local_fingerprint()); !why.empty()) {
+          ++s.refused.malformed;
+          spdlog::warn("membership: refused {} '{}': {}", h.role.substr(0, 16), h.name.substr(0, 64), why);
+          return make_error(glam_errc::refused, why);
         }
-        auto node = sender_node(self);
-        if (s.pending_hellos.size() > 4096) s.pending_hellos.clear();
-        s.pending_hellos[node] = h;
-        c.ok = true;
-        c.nonce = s.gate->issue_nonce(node);
+        challenge_msg c;
+        c.nonce = s.gate->issue_nonce(sender_node(self), h);
         c.server_proof = s.gate->answer(h.client_nonce);
         return c;
       },
-      [self](auth_atom, const proof_msg& p) -> result_msg {
+      [self](auth_atom, const proof_msg& p) -> caf::result<std::string> {
         auto& s = self->state;
         auto node = sender_node(self);
-        auto h = s.pending_hellos.find(node);
-        if (h == s.pending_hellos.end()) return {false, "no hello from this node: send hello first"};
-        auto hello = h->second;
-        s.pending_hellos.erase(h);
-        if (!s.gate->verify(node, p.nonce, p.proof)) {
-          spdlog::warn("membership: {} '{}' failed to prove the cluster secret", hello.role, hello.name);
-          return {false, "wrong cluster secret: give the coordinator's secret with --secret-file"};
+        auto hello = s.gate->verify(node, p.nonce, p.proof);
+        if (!hello) {
+          ++s.refused.unauthenticated;
+          spdlog::warn("membership: a node failed to prove the cluster secret");
+          return make_error(glam_errc::wrong_secret,
+                            "wrong cluster secret: give the coordinator's secret with --secret-file");
         }
-        if (hello.role != "worker") return {true, "authenticated"};
-        auto why = s.members.add(hello.name, sender_actor(self), hello.listen_host, hello.listen_port,
+        if (hello->role != "worker") return std::string("authenticated");
+        if (s.members.size() >= max_workers) {
+          ++s.refused.malformed;
+          return make_error(glam_errc::refused, "the cluster has " + std::to_string(max_workers) +
+                                                    " workers, the most a coordinator takes");
+        }
+        auto why = s.members.add(hello->name, sender_actor(self), hello->listen_host, hello->listen_port,
                                  runtime_clock::now());
-        if (!why.empty()) {
-          s.gate->revoke(node);
-          return {false, why};
-        }
-        auto handle = caf::actor_cast<caf::actor>(self->current_sender());
-        s.handles[hello.name] = handle;
+        if (!why.empty()) return make_error(glam_errc::refused, why);
+        s.gate->grant(node);
+        auto handle = caf::actor_cast<worker_actor>(self->current_sender());
+        if (auto old = s.handles.find(hello->name); old != s.handles.end()) self->demonitor(old->second.address());
+        s.handles[hello->name] = handle;
         self->monitor(handle);
-        spdlog::info("membership: worker {} joined from {}:{}; {} workers", hello.name, hello.listen_host,
-                     hello.listen_port, s.members.size());
-        try_start(self);
-        return {true, "registered as " + hello.name};
+        spdlog::info("membership: worker {} joined from {}:{}; {} workers", hello->name, hello->listen_host,
+                     hello->listen_port, s.members.size());
+        return "registered as " + hello->name;
       },
       [self](heartbeat_atom, const worker_stats& st) {
-        if (!admitted(self)) return;
+        if (!from_member(self)) return;
         self->state.members.heartbeat(sender_actor(self), st, runtime_clock::now());
       },
       [self](leave_atom) {
-        if (!admitted(self)) return;
+        if (!from_member(self)) return;
         auto m = self->state.members.remove_node(sender_actor(self));
         if (!m.name.empty()) worker_lost(self, m, "left");
       },
       [self](tick_atom) {
         auto& s = self->state;
-        for (const auto& m : s.members.expire(runtime_clock::now(), s.opts.heartbeat_timeout))
+        if (!from_self(self)) return;
+        const auto now = runtime_clock::now();
+        for (const auto& m : s.members.expire(now, s.opts.heartbeat_timeout))
           worker_lost(self, m,
-                      "stopped answering (no heartbeat for " + std::to_string(s.opts.heartbeat_timeout.count()) +
-                          " ms)");
+                      "stopped answering (no heartbeat for " + std::to_string(s.opts.heartbeat_timeout.count()) + " ms)",
+                      true);
+        if (now - s.members.changed_at() >= s.opts.settle) try_start(self);
         self->delayed_send(self, s.opts.tick, tick_atom::value);
       },
       [self](const step_report& rep) {
         auto& s = self->state;
-        auto* r = current_run(self, rep.tag);
+        auto* r = run_of_unit_actor(self, rep.tag, rep.unit_actor);
         if (!r) return;
-        auto* j = s.jobs->find(r->id);
-        if (!rep.error.empty())
-          return end_job(self, *j, "unit " + rep.worker + " failed at step " + std::to_string(rep.tag.step) + ": " +
-                                        rep.error);
+        if (rep.error)
+          return fail_run(self, "unit actor " + rep.unit_actor + " failed at " + rep.round.describe() + ": " +
+                                    error_text(rep.error));
+        if (!phase_is(self, *r, job_phase::computing)) return;
         if (auto why = r->driver->add_report(rep); !why.empty()) {
           spdlog::warn("job {}: dropped {}", r->id, why);
-          ++s.dropped_stale;
+          ++s.refused.stale;
           return;
         }
         if (!r->driver->all_reported()) return;
         if (!r->driver->current().train) return complete_round(self);
+        r->enter(job_phase::applying);
         const bool apply = r->driver->apply();
-        for (const auto& a : r->plan.placement)
+        for (const auto& a : r->plan.units)
           if (auto h = s.handles.find(a.worker); h != s.handles.end())
-            self->send(h->second, finish_atom::value, rep.tag, apply);
+            self->send(h->second, finish_atom::value, r->plan.tag, rep.round, apply);
       },
-      [self](applied_atom, const step_tag& tag, const std::string& worker) {
-        auto* r = current_run(self, tag);
-        if (!r || tag.step != r->driver->current().wire()) return;
-        if (auto why = r->driver->add_applied(worker); !why.empty()) {
+      [self](applied_atom, const job_tag& tag, const round_id& round, const std::string& unit_actor) {
+        auto* r = run_of_unit_actor(self, tag, unit_actor);
+        if (!r || !phase_is(self, *r, job_phase::applying) || round != r->driver->current()) return;
+        if (auto why = r->driver->add_applied(unit_actor); !why.empty()) {
           spdlog::warn("job {}: dropped {}", r->id, why);
+          ++self->state.refused.stale;
           return;
         }
         if (r->driver->all_applied()) complete_round(self);
       },
       [self](const checkpoint_report& rep) {
         auto& s = self->state;
-        auto* r = current_run(self, rep.tag);
-        if (!r || rep.tag.step != r->checkpoint_step || !r->checkpoint_waiting.erase(rep.worker)) return;
-        auto* j = s.jobs->find(r->id);
-        if (!rep.error.empty())
-          return end_job(self, *j, "unit " + rep.worker + " could not write its files for the checkpoint of step " +
-                                        std::to_string(rep.tag.step) + ": " + rep.error);
+        auto* r = run_of_unit_actor(self, rep.tag, rep.unit_actor);
+        if (!r || !phase_is(self, *r, job_phase::checkpointing)) return;
+        if (rep.step != r->checkpoint_step || !r->checkpoint_waiting.erase(rep.unit_actor)) {
+          ++s.refused.stale;
+          return;
+        }
+        if (rep.error)
+          return fail_run(self, "unit actor " + rep.unit_actor + " could not write its files for the checkpoint of step " +
+                                    std::to_string(rep.step) + ": " + error_text(rep.error));
         r->checkpoint_files.insert(r->checkpoint_files.end(), rep.files.begin(), rep.files.end());
         if (!r->checkpoint_waiting.empty()) return;
         try {
           finish_checkpoint(self);
         } catch (const std::exception& e) {
-          end_job(self, *j, std::string("cannot write the checkpoint manifest: ") + e.what());
+          fail_run(self, std::string("cannot write the checkpoint manifest: ") + e.what());
         }
         if (s.shutdown.pending()) return (void)s.shutdown.deliver(shut_down(self));
         if (s.run) start_round(self);
       },
       [self](deadline_atom, const std::string& id, std::int64_t serial) {
         auto& s = self->state;
-        if (!s.run || s.run->id != id || serial != s.run->round_serial) return;
-        auto* j = s.jobs->find(id);
-        const auto what = s.run->checkpoint_step >= 0
+        if (!from_self(self)) return;
+        if (!s.run || s.run->id != id || serial != s.run->deadline_serial || !s.run->driver) return;
+        const auto what = s.run->phase == job_phase::checkpointing
                               ? "the checkpoint of step " + std::to_string(s.run->checkpoint_step) + " was not written"
-                              : "step " + std::to_string(s.run->driver->current().wire()) + " did not complete";
-        end_job(self, *j,
-                 what + " within " + std::to_string(s.opts.step_timeout.count()) +
-                     " ms; the last checkpoint is kept");
+                              : s.run->driver->current().describe() + " did not complete";
+        fail_run(self, what + " within " + std::to_string(s.opts.step_timeout.count()) +
+                           " ms; the last checkpoint is kept");
         if (s.shutdown.pending()) s.shutdown.deliver(shut_down(self));
       },
-      [self](const tensor_chunk& c) {
-        if (!admitted(self)) return;
-        self->state.tensor_bytes_received += static_cast<std::int64_t>(c.data.size() * sizeof(float));
-      },
-      [self](submit_atom, const std::string& toml, const std::string& source) -> result_msg {
-        if (!admitted(self)) return {false, "not authenticated"};
+      [self](submit_atom, const std::string& toml, const std::string& source) -> caf::result<std::string> {
         auto& s = self->state;
+        if (!admitted(self)) return make_error(glam_errc::not_authenticated, "not authenticated");
         config c;
-        try {
-          c = parse_config_string(toml, source);
-        } catch (const std::exception& e) {
-          return {false, e.what()};
+        if (auto e = submit_problem(toml, source, c)) {
+          ++s.refused.malformed;
+          return e;
         }
         if (auto* a = s.jobs->active())
-          return {false, "job " + a->id + " is " + to_string(a->state) + ": stop it first (glam stop)"};
+          return make_error(glam_errc::job_conflict, "job " + a->id + " is " + to_string(a->state) +
+                                                         ": stop it first (glam stop)");
         try {
           auto& j = s.jobs->add(c.name, toml, c.train.steps);
-          spdlog::info("job {} submitted ({} shards, {} experts, {} steps)", j.id, c.cluster.shards,
-                       c.model.experts, c.train.steps);
+          spdlog::info("job {} submitted ({} shards, {} experts, {} steps)", j.id, c.cluster.shards, c.model.experts,
+                       c.train.steps);
           auto id = j.id;
-          try_start(self);
-          return {true, id};
+          if (runtime_clock::now() - s.members.changed_at() >= s.opts.settle) try_start(self);
+          return id;
         } catch (const std::exception& e) {
-          return {false, e.what()};
+          return make_error(glam_errc::invalid_job, e.what());
         }
       },
-      [self](status_atom) -> std::string {
-        if (!admitted(self)) return "{}";
+      [self](status_atom) -> caf::result<std::string> {
+        if (!admitted(self)) return make_error(glam_errc::not_authenticated, "not authenticated");
         return status_json(self->state);
       },
-      [self](job_status_atom, const std::string& id) -> std::string {
-        if (!admitted(self)) return "{}";
+      [self](job_status_atom, const std::string& id) -> caf::result<std::string> {
+        if (!admitted(self)) return make_error(glam_errc::not_authenticated, "not authenticated");
         auto* j = self->state.jobs->find(id);
-        return j ? job_json(*j) : "{}";
+        return j ? job_json(*j) : std::string("{}");
       },
-      [self](stop_atom, const std::string& id) -> result_msg {
-        if (!admitted(self)) return {false, "not authenticated"};
+      [self](stop_atom, const std::string& id) -> caf::result<std::string> {
+        if (!admitted(self)) return make_error(glam_errc::not_authenticated, "not authenticated");
         auto* j = self->state.jobs->find(id);
-        if (!j) return {false, "no job '" + id + "': see glam status for the job ids"};
-        if (is_final(j->state)) return {false, "job " + id + " is already " + to_string(j->state)};
+        if (!j) return make_error(glam_errc::unknown_job, "no job '" + id.substr(0, 80) + "': see glam status for the job ids");
+        if (is_final(j->state)) return make_error(glam_errc::job_conflict, "job " + id + " is already " + to_string(j->state));
         end_job(self, *j, "stopped by a client at step " + std::to_string(j->step), job_state::stopped);
-        return {true, "job " + id + " stopped at step " + std::to_string(j->step)};
+        return "job " + id + " stopped at step " + std::to_string(j->step);
       },
-      [self](shutdown_atom) -> caf::result<result_msg> {
+      [self](shutdown_atom) -> caf::result<std::string> {
         auto& s = self->state;
-        if (caf::to_string(self->current_sender() ? self->current_sender()->node() : caf::node_id{}) !=
-            caf::to_string(self->system().node()))
-          return result_msg{false, "shutdown is local only"};
+        if (!is_local(self)) {
+          ++s.refused.not_allowed;
+          return make_error(glam_errc::not_allowed, "shutdown is local only");
+        }
         // A checkpoint being written is finished first (bounded by the round deadline);
         // a step in flight is aborted: the job resumes from its last checkpoint.
-        if (s.run && s.run->checkpoint_step >= 0) {
+        if (s.run && s.run->phase == job_phase::checkpointing) {
           spdlog::info("coordinator: finishing the checkpoint of step {} before shutting down", s.run->checkpoint_step);
-          s.shutdown = self->make_response_promise<result_msg>();
+          s.shutdown = self->make_response_promise<std::string>();
           return s.shutdown;
         }
         return shut_down(self);

@@ -1,21 +1,50 @@
 #pragma once
-// The coordinator actor: membership, registration, jobs and placement. Its handlers are
-// short and call the plain parts (auth_gate, membership, job_table, placement); it never
-// computes, so it always answers heartbeats, status and stop at once.
+// The coordinator actor (protocol: actors/coordinator_protocol.hpp): membership,
+// registration, jobs, placement, and the step protocol of the running job. Its handlers are
+// short and call the plain parts (auth_gate, membership, job_table, placement, step_driver);
+// it never computes, so it always answers heartbeats, status and stop at once.
+//
+// Who may send what (everything else is dropped and counted in status):
+//   hello, auth                      any node (the handshake)
+//   heartbeat, leave                 registered workers
+//   step_report, applied, checkpoint_report
+//                                    unit actors of the running job, on the node of the
+//                                    worker hosting them, of the current epoch
+//   submit, status, job status, stop nodes that proved the secret
+//   shutdown                         this process
+//   tick, deadline                   this actor
+//   CAF exit                         this process (the daemon stopping it)
+//   CAF down                         only from the worker actor it names
+//
+// The running job's phases (running_job::enter checks every transition against this table):
+//
+//     placing ──every worker hosts its units──> computing <─────────────────────────┐
+//                                                │  ^  │                            │
+//                        a validation round done │  │  │ a training round reported  │
+//                        (the next one begins) ──┘  │  v                            │
+//                                                   │  applying ──every unit actor ─┤
+//                                                   │              applied, no      │
+//                                                   │              checkpoint due   │
+//                                                   └── checkpointing <─────────────┘
+//                                                       (a checkpoint is due after a
+//                                                        step and its validation)
+//   Any phase ends with the job: finished, failed, stopped, or a worker lost.
+#include <atomic>
 #include <chrono>
 #include <functional>
-#include <set>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
-#include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_response_promise.hpp>
 #include <nlohmann/json.hpp>
 
 #include "actors/auth_gate.hpp"
-#include "actors/front_door.hpp"
 #include "actors/coordinator_protocol.hpp"
+#include "actors/relay.hpp"
+#include "actors/worker_protocol.hpp"
 #include "coordinator/job_table.hpp"
 #include "coordinator/membership.hpp"
 #include "coordinator/step_driver.hpp"
@@ -25,21 +54,26 @@ namespace glam {
 struct coordinator_options {
   std::string state_dir;
   std::string secret;
-  std::string listen;  // host, for status only
-  // The daemon's front door (filled once published): its counters are the coordinator's
-  // bytes sent and received, every connection being inbound.
-  std::shared_ptr<std::unique_ptr<front_door>> door;
+  std::string listen;  // host, for status
+  // The daemon's relay (status shows its counters) and its public port, once published.
+  std::shared_ptr<const relay> daemon_relay;
+  std::shared_ptr<std::atomic<int>> listen_port;
   std::chrono::milliseconds heartbeat_timeout{3000};
   std::chrono::milliseconds request_timeout{10000};
   std::chrono::milliseconds tick{200};
-  // A round (step or validation batch) that takes longer fails the job, naming the
-  // workers that did not report.
+  // A pending job starts once the members have been stable this long, so that a job resumed
+  // after a restart, or submitted while workers start, is placed on all of them.
+  std::chrono::milliseconds settle{1000};
+  // A round (step or validation batch) or a checkpoint that takes longer fails the job,
+  // naming what did not complete.
   std::chrono::milliseconds step_timeout{300000};
   // The sgemm rate the MFU of the metrics is measured against (0: not measured, no MFU).
   double sgemm_flops = 0;
-  // Where jobs' checkpoints go (empty: STATE/checkpoints/<job name>), and whether a job
-  // starts from the newest valid checkpoint there (a resubmitted job goes on).
+  // Where jobs' checkpoints go: checkpoint_root/<job name> (empty: STATE/checkpoints), or
+  // exactly job_checkpoint_dir when it is set (glam train --checkpoint-dir); and whether a
+  // job starts from the newest valid checkpoint there (a resubmitted job goes on).
   std::string checkpoint_root;
+  std::string job_checkpoint_dir;
   bool checkpoints = true;
   bool resume = true;
   // Testing: seeded random placements (0: the planner's).
@@ -54,22 +88,27 @@ struct coordinator_options {
   std::function<void(const job_record&)> on_job_end;
 };
 
-// The job being trained: its plan, the workers still to confirm their units, and the
-// step driver once they all have.
+enum class job_phase { placing, computing, applying, checkpointing };
+const char* to_string(job_phase p);
+
+// The job being trained: its plan, its phase, the workers still to confirm their units,
+// the step driver once they all have, and the checkpoint being written.
 struct running_job {
   std::string id;
   config cfg;
   job_plan plan;
+  job_phase phase = job_phase::placing;
   std::set<std::string> waiting_hosts;
   std::unique_ptr<step_driver> driver;
   double flops_per_token = 0;
   runtime_clock::time_point round_start;
-  // The checkpoint being written: its step, the workers still writing, their files.
-  std::string checkpoint_root;
   std::int64_t checkpoint_step = -1;
-  std::set<std::string> checkpoint_waiting;
+  std::set<std::string> checkpoint_waiting;  // unit actors still writing
   std::vector<unit_file_info> checkpoint_files;
-  std::int64_t round_serial = 0;  // tells a round's deadline from a later round's
+  std::int64_t deadline_serial = 0;  // tells a phase's deadline from a later one's
+
+  // Moves to phase `to`; a transition outside the table is a bug (always-on check).
+  void enter(job_phase to);
 };
 
 struct coordinator_state {
@@ -77,17 +116,16 @@ struct coordinator_state {
   std::unique_ptr<auth_gate> gate;
   std::unique_ptr<job_table> jobs;
   membership members;
-  std::map<std::string, hello_msg> pending_hellos;   // node -> its hello, until it proves
-  std::map<std::string, caf::actor> handles;         // worker name -> its actor
+  std::map<std::string, worker_actor> handles;  // worker name -> its actor
   std::map<std::string, std::vector<std::string>> hosted;  // worker name -> unit names
-  std::int64_t dropped_stale = 0;
-  std::int64_t tensor_bytes_received = 0;  // tensor chunks sent to it (dropped): none expected
+  refusal_counts refused;
   std::unique_ptr<running_job> run;
-  caf::response_promise shutdown;  // a shutdown waiting for a checkpoint to be written
+  caf::typed_response_promise<std::string> shutdown;  // waits for a checkpoint being written
   coordinator_options opts;
 };
 
-caf::behavior coordinator_actor(caf::stateful_actor<coordinator_state>* self, coordinator_options opts);
+coordinator_actor::behavior_type coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self,
+                                                      coordinator_options opts);
 
 // The cluster as JSON (what `glam status --json` prints).
 std::string status_json(const coordinator_state& st);

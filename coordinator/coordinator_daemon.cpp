@@ -21,39 +21,57 @@ int run_coordinator(const coordinator_daemon_options& o) {
   if (ec) throw std::runtime_error("cannot create --state " + o.state_dir + ": " + ec.message());
   auto secret_path = o.secret_file.empty() ? o.state_dir + "/secret" : o.secret_file;
   auto secret = o.secret_file.empty() ? create_or_read_secret(secret_path) : read_secret_file(secret_path);
+  const auto checkpoint_root = std::filesystem::absolute(
+      o.checkpoint_root.empty() ? o.state_dir + "/checkpoints" : o.checkpoint_root).lexically_normal().string();
   // Logs go to stderr: stdout carries the one line scripts read.
   if (!spdlog::get("glam")) spdlog::set_default_logger(spdlog::stderr_color_mt("glam"));
   block_termination_signals();
   runtime_options ro;
   runtime_config cfg(ro);
   caf::actor_system sys{cfg};
+  auto the_relay = std::make_shared<relay>(secret, o.encryption);
   coordinator_options co;
   co.state_dir = o.state_dir;
   co.secret = secret;
+  co.checkpoint_root = checkpoint_root;
   co.heartbeat_timeout = o.heartbeat_timeout;
   co.random_placement_seed = o.random_placement_seed;
   co.listen = host;
-  co.door = std::make_shared<std::unique_ptr<front_door>>();
-  auto coord = sys.spawn(coordinator_actor, co);
+  co.daemon_relay = the_relay;
+  co.listen_port = std::make_shared<std::atomic<int>>(0);
+  auto coord = sys.spawn(coordinator_behavior, co);
+  auto stop = [&](int code) {
+    exit_within(std::chrono::seconds(10), code);
+    caf::scoped_actor self{sys};
+    self->send_exit(coord, caf::exit_reason::user_shutdown);
+  };
+  int bound = 0;
   try {
-    *co.door = publish_guarded(sys, coord, host, port);
+    bound = publish_behind_relay(sys, caf::actor_cast<caf::strong_actor_ptr>(coord), sys.message_types(coord),
+                                 *the_relay, host, port);
   } catch (...) {
-    caf::anon_send_exit(coord, caf::exit_reason::user_shutdown);
+    stop(1);
     throw;
   }
-  auto bound = (*co.door)->port();
-  record_secret_location(host, bound, secret_path);
+  co.listen_port->store(bound);
+  record_cluster(host, bound, secret_path, checkpoint_root);
   spdlog::info("coordinator listening on {}:{}, state in {}", host, bound, o.state_dir);
-  std::printf("glam coordinator listening on %s:%u\n", host.c_str(), static_cast<unsigned>(bound));
+  std::printf("glam coordinator listening on %s:%d\n", host.c_str(), bound);
   std::fflush(stdout);
-  if (wait_or_signal(sys, coord)) {
+  caf::error ended;
+  if (wait_or_signal(sys, coord.address(), &ended)) {
     spdlog::info("coordinator: termination signal; stopping");
     caf::scoped_actor self{sys};
-    self->request(coord, std::chrono::seconds(10), shutdown_atom::value)
-        .receive([](const result_msg&) {}, [](const caf::error&) {});
+    // A checkpoint being written is finished first, bounded by the round deadline.
+    self->request(coord, co.step_timeout + std::chrono::seconds(5), shutdown_atom::value)
+        .receive([](const std::string&) {}, [](const caf::error&) {});
+    stop(0);
+    return 0;
   }
-  caf::anon_send_exit(coord, caf::exit_reason::user_shutdown);
-  return 0;
+  // The coordinator actor ended without being told to: say why and fail.
+  spdlog::error("coordinator: the coordinator actor ended: {}", sys.render(ended));
+  stop(1);
+  return 1;
 }
 
 }  // namespace glam

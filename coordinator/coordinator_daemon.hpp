@@ -3,18 +3,24 @@
 #include <chrono>
 #include <string>
 
+#include "actors/relay.hpp"
+
 namespace glam {
 
 struct coordinator_daemon_options {
   std::string listen = "127.0.0.1:7070";
   std::string state_dir;
   std::string secret_file;  // empty: STATE/secret, created (0600) when missing
+  // Where jobs' checkpoints go (empty: STATE/checkpoints); every worker must reach it.
+  std::string checkpoint_root;
   std::chrono::milliseconds heartbeat_timeout{3000};
+  relay_encryption encryption = relay_encryption::off_loopback;
   // Testing: place units by a seeded random draw instead of the planner (0: planner).
   std::uint64_t random_placement_seed = 0;
 };
 
-// Runs until SIGTERM/SIGINT; returns the exit code (0 on a clean stop). Prints
+// Runs until SIGTERM/SIGINT; returns the exit code (0 on a clean stop, 1 when the
+// coordinator actor ended on its own, with the reason on stderr). Prints
 // "glam coordinator listening on HOST:PORT" on stdout once it accepts connections.
 int run_coordinator(const coordinator_daemon_options& o);
 

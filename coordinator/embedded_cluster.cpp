@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/errors.hpp"
 #include "actors/runtime_config.hpp"
 #include "actors/security.hpp"
 #include "coordinator/coordinator_actor.hpp"
@@ -28,47 +29,49 @@ job_record run_embedded_job(const std::string& config_toml, const std::string& s
   co.inject_nonfinite_step = o.inject_nonfinite_step;
   co.on_step = o.on_step;
   co.log_steps = !o.on_step;
-  co.checkpoint_root = o.checkpoint_root;
+  co.job_checkpoint_dir = o.checkpoint_root;
+  co.settle = std::chrono::milliseconds(0);  // every worker registers before the submit
   co.checkpoints = !o.checkpoint_root.empty();
   co.resume = o.resume;
   co.on_job_end = [&ended, ended_once](const job_record& j) {
     std::call_once(*ended_once, [&] { ended.set_value(j); });
   };
-  auto coordinator = sys.spawn(coordinator_actor, co);
+  auto coordinator = sys.spawn(coordinator_behavior, co);
 
-  auto local_peers = std::make_shared<std::map<std::string, caf::actor>>();
-  std::vector<caf::actor> workers;
+  auto local_peers = std::make_shared<std::map<std::string, worker_actor>>();
+  std::vector<worker_actor> workers;
   for (int i = 0; i < o.workers; ++i) {
     worker_options wo;
     wo.name = "worker-" + std::to_string(i);
     wo.secret = secret;
     wo.listen_host = "embedded";
     wo.local_peers = local_peers;
+    // One process run by the user with its own config: any path it names is its own.
+    wo.data_root = "/";
+    wo.checkpoint_root = "/";
     if (o.sgemm_flops > 0) wo.gflops = o.sgemm_flops / 1e9;
-    workers.push_back(sys.spawn(worker_actor, wo));
+    workers.push_back(sys.spawn(worker_behavior, wo));
     (*local_peers)[wo.name] = workers.back();
   }
+  caf::scoped_actor self{sys};
   auto shutdown = [&] {
-    for (auto& w : workers) caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(coordinator, caf::exit_reason::user_shutdown);
+    for (auto& w : workers) self->send_exit(w, caf::exit_reason::user_shutdown);
+    self->send_exit(coordinator, caf::exit_reason::user_shutdown);
   };
 
-  caf::scoped_actor self{sys};
   std::string failure;
-  // Embedded workers are reached by local messages; their "address" is their number.
+  // Embedded workers are reached by local messages; their "port" is their number.
   for (std::size_t i = 0; i < workers.size() && failure.empty(); ++i)
     self->request(workers[i], std::chrono::seconds(30), register_atom::value, coordinator,
                   static_cast<std::uint16_t>(i + 1))
-        .receive([&](const result_msg& r) { if (!r.ok) failure = r.message; },
-                 [&](const caf::error& e) { failure = sys.render(e); });
-  result_msg submitted;
+        .receive([&](const std::string&) {}, [&](const caf::error& e) { failure = error_text(e); });
+  std::string refused;
   if (failure.empty())
     self->request(coordinator, std::chrono::seconds(30), submit_atom::value, config_toml, source)
-        .receive([&](const result_msg& r) { submitted = r; },
-                 [&](const caf::error& e) { submitted = {false, sys.render(e)}; });
-  if (!failure.empty() || !submitted.ok) {
+        .receive([&](const std::string&) {}, [&](const caf::error& e) { refused = error_text(e); });
+  if (!failure.empty() || !refused.empty()) {
     shutdown();
-    throw std::runtime_error(failure.empty() ? "job refused: " + submitted.message
+    throw std::runtime_error(failure.empty() ? "job refused: " + refused
                                              : "an embedded worker could not register: " + failure);
   }
   job_record result = ended.get_future().get();

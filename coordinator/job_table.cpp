@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "configs/config.hpp"
 #include "model/metrics.hpp"
 
 namespace glam {
@@ -76,7 +77,13 @@ job_table::job_table(std::string state_dir) : dir_(std::move(state_dir)) {
       auto st = job_state_from_string(r.at("state").get<std::string>());
       if (!st) throw std::runtime_error("unknown job state " + r.at("state").dump());
       rec.state = *st;
-      rec.config_toml = r.at("config");
+      if (!name_problem(rec.name).empty() || rec.id.rfind(rec.name + "-", 0) != 0)
+        throw std::runtime_error("job id '" + rec.id + "' is not '<name>-<n>' with a valid name");
+      std::ifstream toml(job_dir(rec.id) + "/job.toml");
+      std::stringstream text;
+      text << toml.rdbuf();
+      if (!toml) throw std::runtime_error("job " + rec.id + " has no readable " + job_dir(rec.id) + "/job.toml");
+      rec.config_toml = text.str();
       rec.steps = r.at("steps");
       rec.step = r.at("step");
       rec.loss = r.value("loss", 0.0);
@@ -97,12 +104,9 @@ std::int64_t job_table::bump_epoch() {
 
 job_record& job_table::add(const std::string& name, const std::string& config_toml, std::int64_t steps) {
   job_record r;
-  // The id names a directory: keep it to a safe alphabet whatever the config's name is.
-  std::string base = name.empty() ? "job" : name.substr(0, 64);
-  for (auto& ch : base)
-    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') ch = '_';
-  if (base.front() == '.') base.front() = '_';
-  r.id = base + "-" + std::to_string(next_id_++);
+  // The id names a directory: the name must be a safe one already.
+  if (auto why = name_problem(name); !why.empty()) throw std::invalid_argument("job name '" + name + "': " + why);
+  r.id = name + "-" + std::to_string(next_id_++);
   r.name = name;
   r.config_toml = config_toml;
   r.steps = steps;
@@ -144,9 +148,8 @@ void job_table::persist() const {
   j["next_id"] = next_id_;
   j["jobs"] = nlohmann::json::array();
   for (const auto& r : jobs_)
-    j["jobs"].push_back({{"id", r.id}, {"name", r.name}, {"state", to_string(r.state)},
-                         {"config", r.config_toml}, {"steps", r.steps}, {"step", r.step},
-                         {"loss", r.loss}, {"error", r.error}});
+    j["jobs"].push_back({{"id", r.id}, {"name", r.name}, {"state", to_string(r.state)}, {"steps", r.steps},
+                         {"step", r.step}, {"loss", r.loss}, {"error", r.error}});
   write_durably(dir_ + "/jobs.json", j.dump(2));
 }
 

@@ -1,7 +1,10 @@
 #pragma once
 // The coordinator's jobs and epoch, persisted in its state directory (STATE/jobs.json,
 // written to a temporary file, fsynced and renamed, so a crash leaves the old or the new
-// table, never a torn one). Each job has STATE/jobs/<id>/ with its config and metrics.
+// table, never a torn one). Each job has STATE/jobs/<id>/ with its config (job.toml, read
+// back on load: the table itself stays small however many jobs there were) and metrics.
+// Job ids are "<name>-<n>"; names are validated (configs/config.hpp, name_problem), so an
+// id is a safe directory name.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -26,6 +29,7 @@ struct job_record {
   double loss = 0;
   double tokens_per_s = 0;
   std::string error;           // why it failed or stopped
+  std::string waiting;         // why a pending job has not started (not persisted)
 };
 
 class job_table {

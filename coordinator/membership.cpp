@@ -20,6 +20,7 @@ std::string membership::add(const std::string& name, const std::string& node, co
   m.joined = now;
   m.last_seen = now;
   by_name_[name] = m;
+  changed_at_ = now;
   return {};
 }
 
@@ -41,6 +42,7 @@ std::vector<member> membership::expire(runtime_clock::time_point now, std::chron
     if (now - i->second.last_seen > timeout) {
       dead.push_back(i->second);
       i = by_name_.erase(i);
+      changed_at_ = now;
     } else {
       ++i;
     }
@@ -53,6 +55,7 @@ member membership::remove_node(const std::string& node) {
     if (i->second.node == node) {
       member m = i->second;
       by_name_.erase(i);
+      changed_at_ = runtime_clock::now();
       return m;
     }
   return {};

@@ -23,6 +23,9 @@ struct member {
   runtime_clock::time_point last_seen;
 };
 
+// A coordinator takes at most this many workers (its tables are bounded).
+inline constexpr std::size_t max_workers = 1024;
+
 class membership {
  public:
   // Adds a worker; returns the reason when it cannot join (its name is taken by a live
@@ -41,9 +44,13 @@ class membership {
   // Live workers in name order (the order placement sees them in).
   std::vector<const member*> workers() const;
   std::size_t size() const { return by_name_.size(); }
+  // When a worker last joined or left (placement waits for the members to settle).
+  runtime_clock::time_point changed_at() const { return changed_at_; }
+  void touch(runtime_clock::time_point now = runtime_clock::now()) { changed_at_ = now; }
 
  private:
   std::map<std::string, member> by_name_;
+  runtime_clock::time_point changed_at_{};
 };
 
 }  // namespace glam

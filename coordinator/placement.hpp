@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "actors/messages.hpp"
+#include "actors/unit_layout.hpp"
 
 namespace glam {
 
@@ -27,18 +27,15 @@ struct unit_costs {
 
 // Greedy longest-processing-time packing: units in decreasing cost (shards before experts
 // on ties, then by index), each onto the worker that would finish it earliest (load/speed),
-// among workers with memory left; ties go to the lower name. Throws std::runtime_error
+// among workers with memory left and fewer than max_shards_per_worker shards (each shard is
+// a unit actor, a thread); ties go to the lower name. Throws std::runtime_error
 // naming the unit when no worker has room for it. Workers without units are kept (empty).
-std::vector<unit_assignment> place_units(const std::vector<worker_capacity>& workers, std::int64_t shards,
+std::vector<worker_assignment> place_units(const std::vector<worker_capacity>& workers, std::int64_t shards,
                                          std::int64_t experts, const unit_costs& costs);
 
 // A seeded random placement (every unit on a uniformly drawn worker): for invariance tests.
-std::vector<unit_assignment> random_placement(const std::vector<worker_capacity>& workers,
+std::vector<worker_assignment> random_placement(const std::vector<worker_capacity>& workers,
                                               std::int64_t shards, std::int64_t experts,
                                               std::uint64_t seed);
-
-// Empty when every shard and expert is hosted exactly once, else what is wrong.
-std::string check_placement(const std::vector<unit_assignment>& p, std::int64_t shards,
-                            std::int64_t experts);
 
 }  // namespace glam

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <kj/exception.h>
+#include <set>
 
 #include "schema/checkpoint.capnp.h"
 #include "configs/config.hpp"
@@ -241,8 +242,6 @@ const unit_file_info* checkpoint_manifest::find(const std::string& unit) const {
   return nullptr;
 }
 
-std::string dense_unit_name() { return "dense"; }
-std::string expert_unit_name(std::int64_t expert) { return "expert-" + std::to_string(expert); }
 
 std::string checkpoint_dir_for(const std::string& root, std::int64_t step) {
   if (step < 0) throw checkpoint_error("checkpoint step " + std::to_string(step) + " is negative");
@@ -486,8 +485,23 @@ checkpoint_manifest read_manifest(const std::string& root, std::int64_t step) {
   return m;
 }
 
-std::optional<checkpoint_manifest> latest_valid_checkpoint(const std::string& root, std::uint64_t config_hash,
+std::string manifest_unit_problem(const checkpoint_manifest& m, const config& c) {
+  std::set<std::string> expected{dense_state_name()};
+  const std::int64_t experts = c.model.moe_as_dense_relu ? 0 : c.model.experts;
+  for (std::int64_t e = 0; e < experts; ++e) expected.insert(unit_id::expert(e).name());
+  std::set<std::string> listed;
+  for (const auto& u : m.units) {
+    if (!expected.count(u.unit)) return "the manifest lists unit '" + u.unit + "', which this model does not have";
+    if (!listed.insert(u.unit).second) return "the manifest lists unit '" + u.unit + "' twice";
+  }
+  for (const auto& name : expected)
+    if (!listed.count(name)) return "the manifest does not list unit '" + name + "' (an incomplete checkpoint)";
+  return {};
+}
+
+std::optional<checkpoint_manifest> latest_valid_checkpoint(const std::string& root, const config& c,
                                                            std::vector<std::string>* skipped) {
+  const std::uint64_t config_hash = model_config_hash(c);
   for (std::int64_t step : step_dirs(root)) {
     const std::string dir = checkpoint_dir_for(root, step);
     const auto skip = [&](const std::string& why) {
@@ -505,8 +519,9 @@ std::optional<checkpoint_manifest> latest_valid_checkpoint(const std::string& ro
       throw checkpoint_error("checkpoint '" + dir + "' belongs to another model: its config hash is " +
                              hex(m.config_hash) + ", this config's is " + hex(config_hash) +
                              "; use the config it was written with, or another checkpoint directory");
-    std::string problem;
+    std::string problem = manifest_unit_problem(m, c);
     for (const auto& u : m.units) {
+      if (!problem.empty()) break;
       const std::string path = (fs::path(dir) / u.file).string();
       std::error_code ec;
       const std::uint64_t size = fs::file_size(path, ec);
@@ -560,10 +575,10 @@ checkpoint_manifest save_checkpoint(reference_trainer& t, const std::string& roo
   // Every shard holds the same dense replica (same init, same summed gradient): the owner of
   // shard 0 writes it for all.
   auto& shard0 = t.shards().front();
-  m.units.push_back(write_unit_file(root, steps_done, epoch, dense_unit_name(), shard0.params(), shard0.optimizer()));
+  m.units.push_back(write_unit_file(root, steps_done, epoch, dense_state_name(), shard0.params(), shard0.optimizer()));
   for (auto& e : t.experts())
     m.units.push_back(
-        write_unit_file(root, steps_done, epoch, expert_unit_name(e.expert()), e.params(), e.optimizer()));
+        write_unit_file(root, steps_done, epoch, unit_id::expert(e.expert()).name(), e.params(), e.optimizer()));
   write_manifest(root, m, t.cfg().fault.keep_checkpoints);
   return m;
 }
@@ -580,8 +595,8 @@ void restore_checkpoint(reference_trainer& t, const std::string& root, const che
     if (!u) throw checkpoint_error("checkpoint '" + dir + "' has no unit '" + name + "'; its manifest is incomplete");
     return *u;
   };
-  for (auto& sh : t.shards()) read_unit_file(root, m.step, unit(dense_unit_name()), sh.params(), sh.optimizer());
-  for (auto& e : t.experts()) read_unit_file(root, m.step, unit(expert_unit_name(e.expert())), e.params(), e.optimizer());
+  for (auto& sh : t.shards()) read_unit_file(root, m.step, unit(dense_state_name()), sh.params(), sh.optimizer());
+  for (auto& e : t.experts()) read_unit_file(root, m.step, unit(unit_id::expert(e.expert()).name()), e.params(), e.optimizer());
 }
 
 std::vector<std::int64_t> checkpoint_steps(const std::string& root) { return step_dirs(root); }

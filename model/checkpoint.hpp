@@ -4,7 +4,8 @@
 // holding one file per logical unit and a manifest:
 //   "dense"       the dense replica and its Adafactor state, written once (every attention
 //                 shard holds the same replica; the owner of shard 0 writes it)
-//   "expert-<e>"  expert e of every MoE layer and its Adafactor state
+//   "expert<e>"   expert e of every MoE layer and its Adafactor state
+// (the unit names of model/unit_id.hpp).
 // A unit file is "<unit>.e<epoch>.bin": the epoch in the name keeps a fenced worker from
 // overwriting a live file. Owners write their units in parallel; the coordinator writes the
 // manifest last (temp file, fsync, rename, fsync of the directory). A checkpoint without a
@@ -16,8 +17,10 @@
 #include <string>
 #include <vector>
 
+#include "configs/config.hpp"
 #include "model/optimizer.hpp"
 #include "model/params.hpp"
+#include "model/unit_id.hpp"
 
 namespace glam {
 
@@ -29,7 +32,8 @@ class checkpoint_error : public std::runtime_error {
   explicit checkpoint_error(const std::string& message) : std::runtime_error(message) {}
 };
 
-constexpr std::uint32_t checkpoint_format_version = 1;
+// 2: experts are named "expert<e>" (model/unit_id.hpp).
+constexpr std::uint32_t checkpoint_format_version = 2;
 
 struct unit_file_info {
   std::string unit, file;  // file: a bare name inside the step directory
@@ -51,10 +55,6 @@ struct checkpoint_manifest {
   // The entry of `unit`, or nullptr.
   const unit_file_info* find(const std::string& unit) const;
 };
-
-// Unit names of the logical layout.
-std::string dense_unit_name();
-std::string expert_unit_name(std::int64_t expert);
 
 // ROOT/step-<step, 8 digits>
 std::string checkpoint_dir_for(const std::string& root, std::int64_t step);
@@ -89,11 +89,16 @@ void write_manifest(const std::string& root, const checkpoint_manifest& m, std::
 // a checkpoint_error saying so.
 checkpoint_manifest read_manifest(const std::string& root, std::int64_t step);
 
-// The newest checkpoint under root whose manifest parses and whose every unit file exists
-// with the recorded size and checksum; older ones are tried in turn, and each one passed
-// over is logged and, when `skipped` is given, described there. nullopt when there is none.
-// A manifest of another model (config hash differs) is a checkpoint_error naming both hashes.
-std::optional<checkpoint_manifest> latest_valid_checkpoint(const std::string& root, std::uint64_t config_hash,
+// Why m does not hold exactly the units of c's model ("dense" and every expert, once each);
+// empty when it does.
+std::string manifest_unit_problem(const checkpoint_manifest& m, const config& c);
+
+// The newest checkpoint under root whose manifest parses, lists every unit of c's model, and
+// whose every unit file exists with the recorded size and checksum; older ones are tried in
+// turn, and each one passed over is logged and, when `skipped` is given, described there.
+// nullopt when there is none. A manifest of another model (config hash differs) is a
+// checkpoint_error naming both hashes.
+std::optional<checkpoint_manifest> latest_valid_checkpoint(const std::string& root, const config& c,
                                                            std::vector<std::string>* skipped = nullptr);
 
 // Deletes the step directories after `step`: once a job resumes from `step`, the newer ones

@@ -98,7 +98,7 @@ inference_checkpoint find_checkpoint(const std::string& dir, const std::string& 
                           "'; pass the --checkpoint-dir of a `glam train` run that wrote one");
   ck.cfg = job_config_of(*newest, checkpoint_dir_for(ck.root, newest->step), config_path);
   std::vector<std::string> skipped;
-  auto valid = latest_valid_checkpoint(ck.root, model_config_hash(ck.cfg), &skipped);
+  auto valid = latest_valid_checkpoint(ck.root, ck.cfg, &skipped);
   if (!valid) {
     std::string why;
     for (const auto& s : skipped) why += "\n  " + s;
@@ -112,12 +112,12 @@ inference_checkpoint find_checkpoint(const std::string& dir, const std::string& 
 }
 
 param_set load_dense_params(const inference_checkpoint& ck) {
-  return load_unit(ck, dense_unit_name(), dense_param_layout(ck.cfg.model));
+  return load_unit(ck, dense_state_name(), dense_param_layout(ck.cfg.model));
 }
 
 param_set load_expert_params(const inference_checkpoint& ck, index expert) {
   GLAM_CHECK(expert >= 0 && expert < ck.cfg.model.experts, "load_expert_params: expert out of range");
-  return load_unit(ck, expert_unit_name(expert), expert_param_layout(ck.cfg.model));
+  return load_unit(ck, unit_id::expert(expert).name(), expert_param_layout(ck.cfg.model));
 }
 
 std::string find_tokenizer_path(const inference_checkpoint& ck, const std::string& given) {

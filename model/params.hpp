@@ -30,16 +30,6 @@ struct param_set {
   bool all_finite() const;
 };
 
-// The unit kinds of a job's logical layout (design.md section 2).
-enum class unit_kind { shard, expert };
-
-struct unit_id {
-  unit_kind kind;
-  index number;  // shard s or expert e
-  bool operator==(const unit_id& o) const { return kind == o.kind && number == o.number; }
-  std::string name() const { return (kind == unit_kind::shard ? "shard" : "expert") + std::to_string(number); }
-};
-
 // Names and shapes of the dense parameters every attention shard holds a replica of
 // (embedding, attention, dense FFNs, gates, norms, relative bias tables) and of one expert's
 // parameters (its matrices in every MoE layer). Names: "embedding", "final_norm", and

@@ -130,7 +130,7 @@ double reference_trainer::evaluate(index batches) {
       b.resize(static_cast<std::size_t>(B * (T + 1)));
       data_.validation_batch(i, s, b.data());
     }
-    forward_all(-1 - i, batch, false);
+    forward_all(validation_unit_step(i), batch, false);
     for (auto& sh : shards_) {
       ce += sh.loss().cross_entropy_sum;
       tokens += double(sh.loss().tokens);

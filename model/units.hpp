@@ -34,6 +34,10 @@ namespace glam {
 // Capacity C of one expert for one group (one shard's micro-batch).
 index expert_capacity(const config& c);
 
+// The step number units are given for validation batch i: their random streams are keyed by
+// step, evaluation draws none, and negative numbers keep it apart from every training step.
+inline std::int64_t validation_unit_step(std::int64_t batch) { return -1 - batch; }
+
 // One MoE layer's exchange between a shard and the experts: rows in the [E, C, M]
 // dispatch layout; the rows of expert e are [e·C, (e+1)·C).
 struct moe_exchange {

@@ -30,48 +30,6 @@ index expert_count(const config& c) { return c.model.moe_as_dense_relu ? 0 : c.m
 
 }  // namespace
 
-step_layout step_layout::from_placement(const std::vector<unit_assignment>& placement, index shards,
-                                        index experts) {
-  step_layout l;
-  l.shard_worker.assign(static_cast<std::size_t>(shards), -1);
-  l.expert_worker.assign(static_cast<std::size_t>(experts), -1);
-  for (std::size_t w = 0; w < placement.size(); ++w) {
-    l.workers.push_back(placement[w].worker);
-    for (auto s : placement[w].shards) {
-      if (s < 0 || s >= shards) throw std::invalid_argument("placement names shard " + std::to_string(s));
-      l.shard_worker[static_cast<std::size_t>(s)] = static_cast<int>(w);
-    }
-    for (auto e : placement[w].experts) {
-      if (e < 0 || e >= experts) continue;  // a dense baseline hosts no experts
-      l.expert_worker[static_cast<std::size_t>(e)] = static_cast<int>(w);
-    }
-  }
-  for (std::size_t s = 0; s < l.shard_worker.size(); ++s)
-    if (l.shard_worker[s] < 0) throw std::invalid_argument("placement leaves shard " + std::to_string(s) + " unhosted");
-  for (std::size_t e = 0; e < l.expert_worker.size(); ++e)
-    if (l.expert_worker[e] < 0) throw std::invalid_argument("placement leaves expert " + std::to_string(e) + " unhosted");
-  return l;
-}
-
-namespace {
-std::vector<int> distinct_sorted(std::vector<int> v) {
-  std::sort(v.begin(), v.end());
-  v.erase(std::unique(v.begin(), v.end()), v.end());
-  return v;
-}
-std::vector<index> units_of(const std::vector<int>& owner, int worker) {
-  std::vector<index> out;
-  for (std::size_t u = 0; u < owner.size(); ++u)
-    if (owner[u] == worker) out.push_back(static_cast<index>(u));
-  return out;
-}
-}  // namespace
-
-std::vector<int> step_layout::expert_workers() const { return distinct_sorted(expert_worker); }
-std::vector<int> step_layout::shard_workers() const { return distinct_sorted(shard_worker); }
-std::vector<index> step_layout::experts_of(int worker) const { return units_of(expert_worker, worker); }
-std::vector<index> step_layout::shards_of(int worker) const { return units_of(shard_worker, worker); }
-
 std::int64_t exchange_key::encode() const {
   std::int64_t id = static_cast<std::int64_t>(kind);
   id = (id << layer_bits) | layer;
@@ -94,12 +52,25 @@ std::optional<exchange_key> exchange_key::decode(std::int64_t id) {
   return k;
 }
 
-step_engine::step_engine(const config& c, step_layout layout, int self, std::shared_ptr<const token_source> data)
+step_engine::step_engine(const config& c, unit_layout layout, int self, std::shared_ptr<const token_source> data)
     : cfg_(c), layout_(std::move(layout)), self_(self), data_(std::move(data)) {
   capacity_ = c.model.is_moe() && expert_count(c) > 0 ? expert_capacity(c) : 0;
-  for (index s : layout_.shards_of(self_)) shards_.emplace_back(c, s, init_dense_params(c.model, c.train.seed));
-  for (index e : layout_.experts_of(self_)) experts_.emplace_back(c, e, init_expert_params(c.model, e, c.train.seed));
-  if (!shards_.empty()) summed_ = shards_.front().params().zeros_like();
+  const auto& me = layout_.actor(self_);
+  for (index s : me.shards) shards_.emplace_back(c, s, init_dense_params(c.model, c.train.seed));
+  for (index e : me.experts) experts_.emplace_back(c, e, init_expert_params(c.model, e, c.train.seed));
+  if (!shards_.empty()) {
+    summed_ = shards_.front().params().zeros_like();
+    for (const auto& item : summed_.items) dense_shapes_.push_back(item.value.shape);
+  }
+  // What one training round sends this actor, at most: rows from every shard (experts), or
+  // replies from every expert actor and every other shard's dense gradients (shards). Held
+  // messages of other rounds are bounded by twice that.
+  const index layers = cfg_.model.moe_layers();
+  const index inbound = static_cast<index>(experts_.size() > 0 ? 2 * layers * cfg_.cluster.shards : 0) +
+                        static_cast<index>(shards_.size()) *
+                            (2 * layers * static_cast<index>(layout_.expert_actors().size()) +
+                             cfg_.cluster.shards * static_cast<index>(dense_shapes_.size()));
+  max_held_ = static_cast<std::size_t>(2 * inbound + 16);
 }
 
 step_engine::~step_engine() = default;
@@ -110,57 +81,95 @@ shard_unit* step_engine::local_shard(index shard) {
   return nullptr;
 }
 
-void step_engine::begin(std::int64_t step, bool train) {
+int step_engine::dense_owner(index item) const {
+  const auto holders = layout_.shard_actors();
+  return holders[static_cast<std::size_t>(item) % holders.size()];
+}
+
+std::optional<std::vector<index>> step_engine::expected_shape(int from, const exchange_key& key) const {
+  if (from < 0 || from >= layout_.size() || from == self_) return std::nullopt;
+  const index C = capacity_, M = cfg_.model.d_model;
+  const bool shard_here = key.shard >= 0 && key.shard < layout_.shards() && layout_.shard_actor(key.shard) == self_;
+  const bool shard_there = key.shard >= 0 && key.shard < layout_.shards() && layout_.shard_actor(key.shard) == from;
+  const bool layer_ok = key.layer >= 0 && key.layer < cfg_.model.moe_layers();
+  switch (key.kind) {
+    case exchange_kind::forward_rows:
+    case exchange_kind::backward_rows:
+      if (experts_.empty() || !shard_there || !layer_ok || key.item != 0) return std::nullopt;
+      return std::vector<index>{static_cast<index>(experts_.size()) * C, M};
+    case exchange_kind::forward_out:
+    case exchange_kind::backward_out: {
+      const auto& sender = layout_.actor(from);
+      if (sender.experts.empty() || !shard_here || !layer_ok || key.item != 0) return std::nullopt;
+      return std::vector<index>{static_cast<index>(sender.experts.size()) * C, M};
+    }
+    case exchange_kind::grad_part:
+      if (!shard_there || key.layer != 0 || key.item < 0 || key.item >= static_cast<index>(dense_shapes_.size()) ||
+          dense_owner(key.item) != self_)
+        return std::nullopt;
+      return dense_shapes_[static_cast<std::size_t>(key.item)];
+    case exchange_kind::grad_sum:
+      if (shards_.empty() || key.layer != 0 || key.shard != 0 || key.item < 0 ||
+          key.item >= static_cast<index>(dense_shapes_.size()) || dense_owner(key.item) != from)
+        return std::nullopt;
+      return dense_shapes_[static_cast<std::size_t>(key.item)];
+  }
+  return std::nullopt;
+}
+
+void step_engine::begin(const round_id& round) {
   const index B = cfg_.train.batch_per_shard, T = cfg_.model.seq_len;
-  step_ = train ? step : -1 - step;
-  train_ = train;
+  round_ = round;
+  const std::int64_t unit_step = round.train ? round.step : validation_unit_step(round.step);
   started_ = true;
   reported_ = false;
   report_.reset();
   tokens_computed_ = 0;
   progress_.assign(shards_.size(), shard_progress{});
-  backward_shards_in_.assign(static_cast<std::size_t>(cfg_.model.moe_layers()), 0);
+  forward_in_.assign(static_cast<std::size_t>(cfg_.model.moe_layers()), {});
+  backward_in_.assign(static_cast<std::size_t>(cfg_.model.moe_layers()), {});
   layers_finished_ = 0;
   parts_.clear();
   summed_have_.assign(summed_.items.size(), false);
   summed_count_ = 0;
   grads_sent_ = false;
-  for (auto& e : experts_) e.begin_step(step_);
+  for (auto& e : experts_) e.begin_step(unit_step);
   std::vector<std::int32_t> tokens(static_cast<std::size_t>(B * (T + 1)));
   for (auto& sh : shards_) {
-    if (train)
-      data_->train_batch(step, sh.shard(), tokens.data());
+    if (round.train)
+      data_->train_batch(round.step, sh.shard(), tokens.data());
     else
-      data_->validation_batch(step, sh.shard(), tokens.data());
-    sh.begin_step(step_, tokens, train);
+      data_->validation_batch(round.step, sh.shard(), tokens.data());
+    sh.begin_step(unit_step, tokens, round.train);
     tokens_computed_ += B * T;
   }
-  // Messages of this step that came early; anything else held is stale.
+  // Messages of this round that came early; anything else held is stale.
   auto held = std::move(held_);
   held_.clear();
   for (auto& m : held)
-    if (m.step == step_) local_.push_back(std::move(m));
+    if (m.round == round_) local_.push_back(std::move(m));
   pump([&] {
     for (std::size_t i = 0; i < shards_.size(); ++i) advance_shard(i);
   });
 }
 
-bool step_engine::receive(std::int64_t step, int from, const exchange_key& key, tensor value) {
-  if (from < 0 || from >= static_cast<int>(layout_.workers.size()))
-    throw std::invalid_argument("a tensor from worker number " + std::to_string(from) + ", not in the job's placement");
-  if (!started_ || step != step_) {
-    // The next step's first messages may overtake the coordinator's begin; anything
-    // else is stale and dropped at the next begin.
-    if (held_.size() > 65536) throw std::runtime_error("more than 65536 tensors held for a step not begun");
-    held_.push_back({step, from, key, std::move(value)});
+bool step_engine::receive(const round_id& round, int from, const exchange_key& key, tensor value) {
+  const auto shape = expected_shape(from, key);
+  if (!shape || (value.shape != *shape && !(value.shape.size() == 1 && value.shape[0] == 0)))
+    throw std::invalid_argument("a tensor of shape " + shape_string(value.shape) + " from unit actor " +
+                                std::to_string(from) + " that the job's layout does not send this one");
+  if (!started_ || round != round_) {
+    if (held_.size() >= max_held_)
+      throw std::runtime_error("more than " + std::to_string(max_held_) + " tensors held for rounds not begun");
+    held_.push_back({round, from, key, std::move(value)});
     return false;
   }
-  local_.push_back({step, from, key, std::move(value)});
+  local_.push_back({round, from, key, std::move(value)});
   pump([] {});
   return true;
 }
 
-// Runs first(), then every message to self in order, then checks whether the step is
+// Runs first(), then every message to self in order, then checks whether the round is
 // done. A failure drops what was queued: the job fails, nothing half-done goes on.
 template <class F>
 void step_engine::pump(F&& first) {
@@ -184,7 +193,7 @@ std::optional<step_report> step_engine::take_report() { return std::exchange(rep
 
 void step_engine::send(int to, const exchange_key& key, tensor value) {
   if (to == self_)
-    local_.push_back({step_, self_, key, std::move(value)});
+    local_.push_back({round_, self_, key, std::move(value)});
   else
     outbox_.push_back({to, key, std::move(value)});
 }
@@ -201,8 +210,9 @@ void step_engine::deliver(int from, const exchange_key& key, tensor value) {
       return take_grad_part(key, std::move(value));
     case exchange_kind::grad_sum: {
       const auto item = static_cast<std::size_t>(key.item);
-      if (item >= summed_.items.size() || summed_have_[item] || !value.same_shape(summed_.items[item].value))
+      if (!round_.train || item >= summed_.items.size() || summed_have_[item])
         throw std::runtime_error("an unexpected summed gradient for dense parameter " + std::to_string(key.item));
+      if (value.size() == 0) value = tensor(summed_.items[item].value.shape);
       summed_.items[item].value = std::move(value);
       summed_have_[item] = true;
       ++summed_count_;
@@ -217,7 +227,7 @@ void step_engine::advance_shard(std::size_t local) {
   if (p.forward) {
     p.exchange = sh.forward_next();
     if (p.exchange) return send_exchange(local, exchange_kind::forward_rows);
-    if (!train_) {
+    if (!round_.train) {
       p.done = true;
       return;
     }
@@ -237,24 +247,23 @@ void step_engine::send_exchange(std::size_t local, exchange_kind kind) {
   const auto& rows = p.exchange->rows;
   p.replies = tensor(rows.shape);
   p.waiting.clear();
-  for (int w : layout_.expert_workers()) {
-    const auto ids = layout_.experts_of(w);
+  for (int a : layout_.expert_actors()) {
+    const auto& ids = layout_.actor(a).experts;
     tensor block({static_cast<index>(ids.size()) * C, M});
     for (std::size_t j = 0; j < ids.size(); ++j)
       std::copy_n(rows.ptr() + ids[j] * C * M, C * M, block.ptr() + static_cast<index>(j) * C * M);
-    p.waiting.insert(w);
-    send(w, {kind, p.exchange->moe, shards_[local].shard(), 0}, or_empty(std::move(block)));
+    p.waiting.insert(a);
+    send(a, {kind, p.exchange->moe, shards_[local].shard(), 0}, or_empty(std::move(block)));
   }
 }
 
 void step_engine::serve_experts(int from, const exchange_key& key, const tensor& rows) {
   const index C = capacity_, M = cfg_.model.d_model, n = static_cast<index>(experts_.size());
   const bool forward = key.kind == exchange_kind::forward_rows;
-  if (n == 0 || key.layer >= cfg_.model.moe_layers() || key.shard >= cfg_.cluster.shards ||
-      (rows.size() != 0 && rows.size() != n * C * M))
-    throw std::runtime_error("expert rows that do not fit this worker's experts (layer " + std::to_string(key.layer) +
-                             ", shard " + std::to_string(key.shard) + ", " + std::to_string(rows.size()) +
-                             " values)");
+  auto& seen = (forward ? forward_in_ : backward_in_)[static_cast<std::size_t>(key.layer)];
+  if (n == 0 || (!forward && !round_.train) || !seen.insert(key.shard).second)
+    throw std::runtime_error("unexpected expert rows (layer " + std::to_string(key.layer) + ", shard " +
+                             std::to_string(key.shard) + ", " + (forward ? "forward" : "backward") + ")");
   const std::vector<float> zeros(rows.size() == 0 ? static_cast<std::size_t>(C * M) : 0, 0.0f);
   tensor out({n * C, M});
   for (index j = 0; j < n; ++j) {
@@ -264,7 +273,7 @@ void step_engine::serve_experts(int from, const exchange_key& key, const tensor&
     std::copy(y.data.begin(), y.data.end(), out.data.begin() + j * C * M);
   }
   tokens_computed_ += n * C;
-  if (!forward && ++backward_shards_in_[static_cast<std::size_t>(key.layer)] == cfg_.cluster.shards) {
+  if (!forward && static_cast<index>(seen.size()) == cfg_.cluster.shards) {
     for (auto& e : experts_) e.finish_layer_backward(key.layer);
     ++layers_finished_;
   }
@@ -279,13 +288,10 @@ void step_engine::take_replies(int from, const exchange_key& key, const tensor& 
   const bool forward = key.kind == exchange_kind::forward_out;
   if (local == shards_.size() || !progress_[local].exchange || progress_[local].exchange->moe != key.layer ||
       progress_[local].forward != forward || !progress_[local].waiting.count(from))
-    throw std::runtime_error("an unexpected expert reply from worker " + layout_.workers[static_cast<std::size_t>(from)] +
-                             " for shard " + std::to_string(key.shard) + ", layer " + std::to_string(key.layer));
+    throw std::runtime_error("an unexpected expert reply from " + layout_.actor(from).name + " for shard " +
+                             std::to_string(key.shard) + ", layer " + std::to_string(key.layer));
   auto& p = progress_[local];
-  const auto ids = layout_.experts_of(from);
-  if (rows.size() != 0 && rows.size() != static_cast<index>(ids.size()) * C * M)
-    throw std::runtime_error("an expert reply of the wrong size from worker " +
-                             layout_.workers[static_cast<std::size_t>(from)]);
+  const auto& ids = layout_.actor(from).experts;
   if (rows.size() != 0)
     for (std::size_t j = 0; j < ids.size(); ++j)
       std::copy_n(rows.ptr() + static_cast<index>(j) * C * M, C * M, p.replies.ptr() + ids[j] * C * M);
@@ -300,11 +306,10 @@ void step_engine::take_replies(int from, const exchange_key& key, const tensor& 
 }
 
 void step_engine::shards_finished_backward() {
-  if (poison_step_ && *poison_step_ == step_)
+  if (poison_step_ && *poison_step_ == round_.step)
     if (auto* s0 = local_shard(0)) s0->poison_gradients();
-  const auto holders = layout_.shard_workers();
   for (std::size_t item = 0; item < summed_.items.size(); ++item) {
-    const int owner = holders[item % holders.size()];
+    const int owner = dense_owner(static_cast<index>(item));
     if (owner == self_) continue;
     for (auto& sh : shards_)
       send(owner, {exchange_kind::grad_part, 0, sh.shard(), static_cast<index>(item)}, sh.grads().items[item].value);
@@ -315,19 +320,18 @@ void step_engine::shards_finished_backward() {
 
 void step_engine::take_grad_part(const exchange_key& key, tensor value) {
   const auto item = static_cast<std::size_t>(key.item);
-  if (item >= summed_.items.size() || key.shard >= cfg_.cluster.shards || local_shard(key.shard) ||
-      !value.same_shape(summed_.items[item].value) || parts_[key.item].count(key.shard))
+  if (!round_.train || item >= summed_.items.size() || local_shard(key.shard) || parts_[key.item].count(key.shard))
     throw std::runtime_error("an unexpected gradient part: dense parameter " + std::to_string(key.item) +
                              " of shard " + std::to_string(key.shard));
+  if (value.size() == 0) value = tensor(summed_.items[item].value.shape);
   parts_[key.item][key.shard] = std::move(value);
   sum_owned(key.item);
 }
 
 // Σ over shards in shard order, ((g0 + g1) + g2) + …, as sum_dense_gradients does.
 void step_engine::sum_owned(index item) {
-  const auto holders = layout_.shard_workers();
   const auto i = static_cast<std::size_t>(item);
-  if (!grads_sent_ || summed_have_[i] || holders[i % holders.size()] != self_) return;
+  if (!grads_sent_ || summed_have_[i] || dense_owner(item) != self_) return;
   auto& remote = parts_[item];
   if (static_cast<index>(remote.size() + shards_.size()) != cfg_.cluster.shards) return;
   auto part = [&](index s) -> const tensor& {
@@ -342,8 +346,8 @@ void step_engine::sum_owned(index item) {
     for (index j = 0; j < total.size(); ++j) d[j] += src[j];
   }
   remote.clear();
-  for (int w : holders)
-    if (w != self_) send(w, {exchange_kind::grad_sum, 0, 0, item}, total);
+  for (int a : layout_.shard_actors())
+    if (a != self_) send(a, {exchange_kind::grad_sum, 0, 0, item}, total);
   summed_.items[i].value = std::move(total);
   summed_have_[i] = true;
   ++summed_count_;
@@ -353,20 +357,19 @@ void step_engine::check_done() {
   if (!started_ || reported_) return;
   for (const auto& p : progress_)
     if (!p.done) return;
-  if (train_) {
+  if (round_.train) {
     if (!experts_.empty() && layers_finished_ < cfg_.model.moe_layers()) return;
     if (summed_count_ < static_cast<index>(summed_.items.size())) return;
   }
   step_report r;
-  r.worker = layout_.workers[static_cast<std::size_t>(self_)];
-  r.tag.step = step_;  // the round; the unit actor fills in job and epoch
-  r.train = train_;
+  r.unit_actor = layout_.actor(self_).name;
+  r.round = round_;
   r.tokens_computed = tokens_computed_;
   for (auto& sh : shards_) {
     r.shards.push_back({sh.shard(), sh.loss()});
-    if (train_) r.finite = r.finite && sh.grads_finite();
+    if (round_.train) r.finite = r.finite && sh.grads_finite();
   }
-  if (train_)
+  if (round_.train)
     for (auto& e : experts_) r.finite = r.finite && e.grads_finite();
   report_ = std::move(r);
   reported_ = true;
@@ -375,9 +378,10 @@ void step_engine::check_done() {
 std::vector<unit_file_info> step_engine::write_checkpoint(const std::string& root, std::int64_t step,
                                                           std::int64_t epoch) {
   std::vector<unit_file_info> files;
-  if (auto* s0 = local_shard(0)) files.push_back(write_unit_file(root, step, epoch, dense_unit_name(), s0->params(), s0->optimizer()));
+  if (auto* s0 = local_shard(0))
+    files.push_back(write_unit_file(root, step, epoch, dense_state_name(), s0->params(), s0->optimizer()));
   for (auto& e : experts_)
-    files.push_back(write_unit_file(root, step, epoch, expert_unit_name(e.expert()), e.params(), e.optimizer()));
+    files.push_back(write_unit_file(root, step, epoch, unit_id::expert(e.expert()).name(), e.params(), e.optimizer()));
   return files;
 }
 
@@ -387,13 +391,13 @@ void step_engine::load_checkpoint(const std::string& root, const checkpoint_mani
     if (!f) throw checkpoint_error("checkpoint " + checkpoint_dir_for(root, m.step) + " has no file for unit " + unit);
     return *f;
   };
-  for (auto& sh : shards_) read_unit_file(root, m.step, entry(dense_unit_name()), sh.params(), sh.optimizer());
-  for (auto& e : experts_) read_unit_file(root, m.step, entry(expert_unit_name(e.expert())), e.params(), e.optimizer());
+  for (auto& sh : shards_) read_unit_file(root, m.step, entry(dense_state_name()), sh.params(), sh.optimizer());
+  for (auto& e : experts_) read_unit_file(root, m.step, entry(unit_id::expert(e.expert()).name()), e.params(), e.optimizer());
 }
 
 void step_engine::finish(bool apply) {
-  GLAM_CHECK(reported_, "finish() before the step was reported");
-  if (train_ && apply) {
+  GLAM_CHECK(started_ && reported_ && round_.train, "finish() outside a reported training round");
+  if (apply) {
     for (auto& sh : shards_) sh.apply(summed_);
     for (auto& e : experts_) e.apply();
   }

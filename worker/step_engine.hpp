@@ -1,8 +1,9 @@
 #pragma once
-// The training step of design.md section 2 as seen by one worker: the units it hosts, the
-// exchanges with the other workers, and what it reports to the coordinator. A plain class
-// with no actors and no sockets: the compute actor feeds it messages and sends what it
-// puts in its outbox, and a test can wire several engines by hand in any delivery order.
+// The training step (docs/runtime.md, "The training step on actors") as seen by one unit
+// actor: the units it hosts, its exchanges with the other unit actors, and what it reports
+// to the coordinator. A plain class with no actors and no sockets: the unit actor feeds it
+// messages and sends what it puts in its outbox, and a test can wire several engines by
+// hand in any delivery order.
 //
 // It calls the per-unit functions of model/units.hpp exactly as the single-process
 // reference (model/train_step.cpp) does, so the result is bitwise the reference's whatever
@@ -11,11 +12,12 @@
 //   (expert_unit keeps them per shard) and computes weight gradients once all S shards'
 //   backward rows of a layer are in;
 // - the dense gradient of parameter i is summed over shards in shard order by one
-//   shard-hosting worker (owner = i mod the number of shard-hosting workers), which
-//   sends the sum back to the others: elementwise the same additions as
-//   sum_dense_gradients;
+//   shard-hosting unit actor (owner = i mod the number of them), which sends the sum back
+//   to the others: elementwise the same additions as sum_dense_gradients;
 // - an all-zero buffer travels as an empty tensor (zero rows are what the receiver
 //   fills in), so "nothing for you" costs no bytes and changes no bit.
+// Every tensor it is handed is checked against the shape the job implies for that sender
+// and exchange (expected_shape) before anything is allocated or computed.
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -26,7 +28,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
-#include "actors/unit_actors.hpp"
+#include "actors/unit_layout.hpp"
 #include "configs/config.hpp"
 #include "model/checkpoint.hpp"
 #include "model/train_step.hpp"
@@ -34,27 +36,14 @@
 
 namespace glam {
 
-// Who hosts which unit, by worker number (the order of the job plan's placement).
-struct step_layout {
-  std::vector<std::string> workers;
-  std::vector<int> shard_worker;   // shard -> worker
-  std::vector<int> expert_worker;  // expert -> worker
-
-  static step_layout from_placement(const std::vector<unit_assignment>& placement, index shards, index experts);
-  std::vector<int> expert_workers() const;  // workers hosting experts, ascending
-  std::vector<int> shard_workers() const;   // workers hosting shards, ascending
-  std::vector<index> experts_of(int worker) const;
-  std::vector<index> shards_of(int worker) const;
-};
-
 // What one tensor of an exchange is. Encoded in the chunk's tensor_id.
 enum class exchange_kind : std::int64_t {
-  forward_rows = 1,   // shard -> expert worker: dispatch rows of that worker's experts
-  forward_out = 2,    // expert worker -> shard: the experts' outputs for those rows
-  backward_rows = 3,  // shard -> expert worker: gradients of the expert outputs
-  backward_out = 4,   // expert worker -> shard: gradients of the expert inputs
+  forward_rows = 1,   // shard -> expert actor: dispatch rows of that actor's experts
+  forward_out = 2,    // expert actor -> shard: the experts' outputs for those rows
+  backward_rows = 3,  // shard -> expert actor: gradients of the expert outputs
+  backward_out = 4,   // expert actor -> shard: gradients of the expert inputs
   grad_part = 5,      // shard's gradient of dense parameter `item` -> its owner
-  grad_sum = 6,       // owner -> shard workers: the sum over shards of parameter `item`
+  grad_sum = 6,       // owner -> shard actors: the sum over shards of parameter `item`
 };
 
 struct exchange_key {
@@ -69,32 +58,40 @@ struct exchange_key {
 };
 
 struct outgoing_tensor {
-  int to = 0;  // worker number
+  int to = 0;  // unit actor number
   exchange_key key;
   tensor value;
 };
 
 class step_engine {
  public:
-  // Builds the units `self` hosts with their initial parameters (from the job seed).
-  step_engine(const config& c, step_layout layout, int self, std::shared_ptr<const token_source> data);
+  // Builds the units unit actor `self` hosts with their initial parameters (from the job
+  // seed).
+  step_engine(const config& c, unit_layout layout, int self, std::shared_ptr<const token_source> data);
   ~step_engine();
 
   const config& cfg() const { return cfg_; }
-  const step_layout& layout() const { return layout_; }
+  const unit_layout& layout() const { return layout_; }
   int self() const { return self_; }
 
-  // Starts training step k (train) or validation batch k (eval: forward only). Messages
-  // of step k that arrived before are replayed now.
-  void begin(std::int64_t step, bool train);
-  // A tensor from worker `from` for step `step`. Older steps are dropped (returns false);
-  // a newer one is held until begin() reaches it.
-  bool receive(std::int64_t step, int from, const exchange_key& key, tensor value);
+  // The shape a tensor from unit actor `from` under `key` must have in any round (an
+  // all-zero buffer travels as shape {0}, also accepted); nullopt when that actor never
+  // sends this actor such a tensor.
+  std::optional<std::vector<index>> expected_shape(int from, const exchange_key& key) const;
+
+  // Starts a round: a training step (forward, backward, dense reduction) or a validation
+  // batch (forward only). Messages of this round that arrived before are replayed now.
+  void begin(const round_id& round);
+  // A tensor from unit actor `from` for `round`, of the expected shape. A message of another
+  // round is held (it may belong to the next one, whose first messages can overtake the
+  // coordinator's begin) up to a bound, and dropped at the next begin unless it is that
+  // round's; returns false when held.
+  bool receive(const round_id& round, int from, const exchange_key& key, tensor value);
   // What to send, in order.
   std::vector<outgoing_tensor> take_outbox();
-  // The report, once every hosted unit is done with the step (once per step).
+  // The report, once every hosted unit is done with the round (once per round).
   std::optional<step_report> take_report();
-  // The coordinator's decision for the current training step.
+  // The coordinator's decision for the current training round, once, after the report.
   void finish(bool apply);
 
   // Fault injection for tests: poison shard 0's gradient at this step, like
@@ -111,17 +108,17 @@ class step_engine {
 
  private:
   struct pending_msg {
-    std::int64_t step;
+    round_id round;
     int from;
     exchange_key key;
     tensor value;
   };
   struct shard_progress {
-    bool forward = true;               // forward or backward phase
+    bool forward = true;                   // forward or backward phase
     bool done = false;
     std::optional<moe_exchange> exchange;  // the buffer in flight
-    tensor replies;                    // [E, C, M] assembled from the expert workers
-    std::set<int> waiting;             // expert workers not yet answered
+    tensor replies;                        // [E, C, M] assembled from the expert actors
+    std::set<int> waiting;                 // expert actors not yet answered
   };
 
   template <class F>
@@ -135,25 +132,28 @@ class step_engine {
   void shards_finished_backward();
   void take_grad_part(const exchange_key& key, tensor value);
   void sum_owned(index item);
+  int dense_owner(index item) const;
   void check_done();
   shard_unit* local_shard(index shard);
 
   config cfg_;
-  step_layout layout_;
+  unit_layout layout_;
   int self_;
   std::shared_ptr<const token_source> data_;
   index capacity_ = 0;
   std::vector<shard_unit> shards_;    // hosted, ascending shard order
   std::vector<expert_unit> experts_;  // hosted, ascending expert order
+  std::vector<std::vector<index>> dense_shapes_;  // of the dense parameters, in order
+  std::size_t max_held_ = 0;
 
-  std::int64_t step_ = -1;
-  bool train_ = true;
-  bool started_ = false;
-  bool reported_ = false;
+  round_id round_;
+  bool started_ = false;   // a round is running
+  bool reported_ = false;  // its report is out
   std::vector<shard_progress> progress_;
-  std::vector<index> backward_shards_in_;  // per MoE layer: shards whose backward rows came
+  // Per MoE layer: the shards whose rows came (each once per round and direction).
+  std::vector<std::set<index>> forward_in_, backward_in_;
   index layers_finished_ = 0;
-  // Dense gradient reduction (shard-hosting workers only).
+  // Dense gradient reduction (shard-hosting unit actors only).
   std::map<index, std::map<index, tensor>> parts_;  // item -> shard -> remote part
   std::vector<bool> summed_have_;
   param_set summed_;
@@ -162,8 +162,8 @@ class step_engine {
   std::int64_t tokens_computed_ = 0;
   std::optional<std::int64_t> poison_step_;
 
-  std::deque<pending_msg> held_;     // newer steps
-  std::deque<pending_msg> local_;    // to self, delivered after the current handler
+  std::deque<pending_msg> held_;   // other rounds
+  std::deque<pending_msg> local_;  // to self, delivered after the current handler
   std::vector<outgoing_tensor> outbox_;
   std::optional<step_report> report_;
 };

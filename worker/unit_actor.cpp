@@ -5,7 +5,7 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
-#include "actors/coordinator_protocol.hpp"
+#include "actors/errors.hpp"
 #include "data/dataset.hpp"
 #include "kernels/parallel.hpp"
 
@@ -13,7 +13,11 @@ namespace glam {
 
 namespace {
 
-using self_ptr = caf::stateful_actor<unit_state>*;
+using self_ptr = unit_actor::stateful_pointer<unit_state>;
+
+// A unit actor's tensors being assembled at once, at most: a round sends one actor a few
+// tensors per shard and MoE layer, each assembled as its chunks come.
+constexpr std::size_t max_assemblies = 4096;
 
 // Keeps the data set alive for the source that reads it.
 class owned_dataset_source : public token_source {
@@ -31,14 +35,31 @@ class owned_dataset_source : public token_source {
   dataset_source source_;
 };
 
+// Only its own worker actor talks to a unit actor.
+bool from_worker(self_ptr self) {
+  const auto& sender = self->current_sender();
+  if (sender && sender->address() == self->state.opts.worker.address()) return true;
+  ++self->state.opts.counters->not_allowed;
+  return false;
+}
+
+bool phase_allows(self_ptr self, bool ok, const char* what) {
+  if (ok) return true;
+  ++self->state.opts.counters->wrong_phase;
+  spdlog::warn("{}: dropped {} in phase {}", self->state.unit_name, what, static_cast<int>(self->state.phase));
+  return false;
+}
+
 void report_failure(self_ptr self, const std::string& why) {
   auto& s = self->state;
   step_report r;
-  r.tag = s.tag;
-  r.worker = s.unit_name;
-  r.error = why;
-  spdlog::error("{}: job {} step {}: {}", s.unit_name, s.tag.job, s.tag.step, why);
-  self->send(s.opts.coordinator, r);
+  r.tag = s.opts.plan.tag;
+  r.round = s.round;
+  r.unit_actor = s.unit_name;
+  r.worker = s.opts.worker_name;
+  r.error = make_error(glam_errc::cannot_host, why);
+  spdlog::error("{}: job {} {}: {}", s.unit_name, s.opts.plan.tag.job, s.round.describe(), why);
+  self->send(s.opts.coordinator, std::move(r));
 }
 
 // Sends what the engine produced: tensors to peers (in chunks), the report to the
@@ -47,7 +68,7 @@ void flush(self_ptr self) {
   auto& s = self->state;
   for (auto& out : s.engine->take_outbox()) {
     const auto& peer = s.peers.at(static_cast<std::size_t>(out.to));
-    for (auto& chunk : split_tensor(out.value, s.tag, out.key.encode())) {
+    for (auto& chunk : split_tensor(out.value, s.opts.plan.tag, s.round, out.key.encode())) {
       chunk.from = s.engine->self();
       chunk.to = out.to;
       if (s.remote.at(static_cast<std::size_t>(out.to)))
@@ -56,10 +77,11 @@ void flush(self_ptr self) {
     }
   }
   if (auto r = s.engine->take_report()) {
-    r->tag = s.tag;
+    r->tag = s.opts.plan.tag;
     r->compute_seconds = s.compute_seconds;
-    r->host = s.opts.worker_name;
+    r->worker = s.opts.worker_name;
     s.opts.counters->tokens_computed += r->tokens_computed;
+    s.phase = unit_phase::reported;
     self->send(s.opts.coordinator, std::move(*r));
   }
 }
@@ -78,6 +100,33 @@ void guarded(self_ptr self, F&& f) {
   flush(self);
 }
 
+void take_chunk(self_ptr self, tensor_chunk& c) {
+  auto& s = self->state;
+  if (!s.engine) return;
+  const auto key = exchange_key::decode(c.tensor_id);
+  const auto shape = key ? s.engine->expected_shape(c.from, *key) : std::nullopt;
+  if (!shape)
+    return report_failure(self, "a tensor (id " + std::to_string(c.tensor_id) + ") from unit actor " +
+                                    std::to_string(c.from) + " that the job's layout does not send this one");
+  const auto id = std::make_tuple(c.round.step, c.round.train, static_cast<int>(c.from), c.tensor_id);
+  auto it = s.assembling.find(id);
+  if (it == s.assembling.end()) {
+    if (s.assembling.size() >= max_assemblies)
+      return report_failure(self, "more than " + std::to_string(max_assemblies) + " tensors in assembly at once");
+    it = s.assembling.emplace(id, tensor_assembler(*shape)).first;
+  }
+  const auto round = c.round;
+  const int from = c.from;
+  if (auto why = it->second.add(std::move(c)); !why.empty()) {
+    s.assembling.erase(it);
+    return report_failure(self, "a bad tensor chunk from unit actor " + std::to_string(from) + ": " + why);
+  }
+  if (!it->second.complete()) return;
+  tensor t = it->second.take();
+  s.assembling.erase(it);
+  guarded(self, [&] { s.engine->receive(round, from, *key, std::move(t)); });
+}
+
 }  // namespace
 
 std::shared_ptr<const token_source> open_token_source(const config& c) {
@@ -87,79 +136,90 @@ std::shared_ptr<const token_source> open_token_source(const config& c) {
   return std::make_shared<owned_dataset_source>(c, std::move(d));
 }
 
-caf::behavior unit_actor(self_ptr self, unit_options opts) {
+unit_actor::behavior_type unit_behavior(self_ptr self, unit_options opts) {
   auto& s = self->state;
   s.opts = std::move(opts);
-  s.tag = s.opts.plan.tag;
-  const auto actors = unit_actors_of(s.opts.plan.placement);
-  const auto& names = actors.placement;
-  for (const auto& host : actors.host) s.remote.push_back(host != s.opts.worker_name);
-  s.unit_name = s.opts.unit >= 0 && static_cast<std::size_t>(s.opts.unit) < names.size()
-                    ? names[static_cast<std::size_t>(s.opts.unit)].worker
-                    : s.opts.worker_name + "/unit" + std::to_string(s.opts.unit);
+  s.unit_name = s.opts.worker_name + "/unit" + std::to_string(s.opts.unit);
   try {
     const config c = parse_config_string(s.opts.plan.config_toml, s.opts.plan.tag.job);
-    auto layout = step_layout::from_placement(actors.placement, c.cluster.shards, c.model.experts);
+    auto layout = unit_layout::of(s.opts.plan.units, c.cluster.shards, c.model.moe_as_dense_relu ? 0 : c.model.experts);
+    s.unit_name = layout.actor(s.opts.unit).name;
+    for (const auto& a : layout.actors()) s.remote.push_back(a.worker != s.opts.worker_name);
     s.data = open_token_source(c);
     compute_guard lock(compute_mutex());
-    s.engine = std::make_unique<step_engine>(c, layout, s.opts.unit, s.data);
+    s.engine = std::make_unique<step_engine>(c, std::move(layout), s.opts.unit, s.data);
     if (s.opts.plan.inject_nonfinite_step >= 0) s.engine->inject_nonfinite_gradient_at(s.opts.plan.inject_nonfinite_step);
     if (s.opts.plan.resume_step >= 0)
-      s.engine->load_checkpoint(s.opts.plan.checkpoint_root,
-                                read_manifest(s.opts.plan.checkpoint_root, s.opts.plan.resume_step));
+      s.engine->load_checkpoint(s.opts.plan.checkpoint_dir, read_manifest(s.opts.plan.checkpoint_dir, s.opts.plan.resume_step));
   } catch (const std::exception& e) {
-    s.error = std::string("cannot host the job's units: ") + e.what();
+    s.error = make_error(glam_errc::cannot_host, std::string("cannot host the job's units: ") + e.what());
   }
+  // A unit actor ends when its worker actor says so (or ends: they are linked), never on a
+  // stranger's word.
+  self->set_exit_handler([self](caf::exit_msg& m) {
+    if (!from_worker(self)) return;
+    self->quit(m.reason);
+  });
+  self->set_down_handler([self](caf::down_msg&) { ++self->state.opts.counters->not_allowed; });
+  self->set_default_handler([self](caf::scheduled_actor*, caf::message_view&) -> caf::result<caf::message> {
+    ++self->state.opts.counters->not_allowed;
+    return caf::sec::unexpected_message;
+  });
+  self->set_exception_handler([self](std::exception_ptr& e) { return exit_reason_of(e, self->state.unit_name); });
   return {
-      [self](peers_atom, std::vector<caf::actor> peers) { self->state.peers = std::move(peers); },
-      [self](begin_atom, const step_tag& tag, bool train) {
+      [self](peers_atom, std::vector<worker_actor> peers) {
+        if (!from_worker(self)) return;
+        self->state.peers = std::move(peers);
+      },
+      [self](begin_atom, const job_tag&, const round_id& round) {
         auto& s = self->state;
-        s.tag = tag;
-        if (!s.error.empty()) return report_failure(self, s.error);
-        // Chunks of rounds before this one can no longer complete anything.
-        for (auto i = s.assembling.begin(); i != s.assembling.end();)
-          i = std::get<0>(i->first) == tag.step ? std::next(i) : s.assembling.erase(i);
+        if (!from_worker(self)) return;
+        const bool fresh = !s.begun || round != s.round;
+        const bool free = s.phase == unit_phase::idle || (s.phase == unit_phase::reported && !s.round.train);
+        if (!phase_allows(self, fresh && free, "begin")) return;
+        s.round = round;
+        s.begun = true;
+        if (s.error) return report_failure(self, error_text(s.error));
+        s.phase = unit_phase::computing;
+        // Chunks of other rounds can no longer complete anything.
+        for (auto i = s.assembling.begin(); i != s.assembling.end();) {
+          const bool same = std::get<0>(i->first) == round.step && std::get<1>(i->first) == round.train;
+          i = same ? std::next(i) : s.assembling.erase(i);
+        }
         s.compute_seconds = 0;
-        guarded(self, [&] { s.engine->begin(train ? tag.step : -1 - tag.step, train); });
+        guarded(self, [&] { s.engine->begin(round); });
       },
       [self](tensor_chunk& c) {
-        auto& s = self->state;
-        if (!s.engine) return;
-        const auto key = exchange_key::decode(c.tensor_id);
-        if (!key) return report_failure(self, "a tensor with an invalid exchange id from worker " + std::to_string(c.from));
-        const auto id = std::make_tuple(c.tag.step, static_cast<int>(c.from), c.tensor_id);
-        auto& a = s.assembling[id];
-        const auto step = c.tag.step;
-        const int from = c.from;
-        if (auto why = a.add(std::move(c)); !why.empty()) {
-          s.assembling.erase(id);
-          return report_failure(self, "a bad tensor chunk from worker number " + std::to_string(from) + ": " + why);
-        }
-        if (!a.complete()) return;
-        tensor t = a.take();
-        s.assembling.erase(id);
-        guarded(self, [&] { s.engine->receive(step, from, *key, std::move(t)); });
+        if (!from_worker(self)) return;
+        take_chunk(self, c);
       },
-      [self](checkpoint_atom, const step_tag& tag) {
+      [self](checkpoint_atom, const job_tag& tag, std::int64_t step) {
         auto& s = self->state;
-        checkpoint_report r{tag, s.unit_name, {}, s.error};
+        if (!from_worker(self)) return;
+        const bool between_rounds = s.phase == unit_phase::idle || (s.phase == unit_phase::reported && !s.round.train);
+        if (!phase_allows(self, between_rounds && step != s.checkpointed, "checkpoint")) return;
+        s.checkpointed = step;
+        checkpoint_report r{tag, step, s.unit_name, {}, s.error};
         if (s.engine) try {
-            r.files = s.engine->write_checkpoint(s.opts.plan.checkpoint_root, tag.step, tag.epoch);
+            r.files = s.engine->write_checkpoint(s.opts.plan.checkpoint_dir, step, tag.epoch);
           } catch (const std::exception& e) {
-            r.error = e.what();
+            r.error = make_error(glam_errc::cannot_host, e.what());
           }
         self->send(s.opts.coordinator, std::move(r));
       },
-      [self](finish_atom, const step_tag& tag, bool apply) {
+      [self](finish_atom, const job_tag& tag, const round_id& round, bool apply) {
         auto& s = self->state;
-        if (!s.engine || tag.step != s.tag.step) return;
+        if (!from_worker(self)) return;
+        if (!phase_allows(self, s.engine && s.phase == unit_phase::reported && round.train && round == s.round, "finish"))
+          return;
         try {
           compute_guard lock(compute_mutex());
           s.engine->finish(apply);
         } catch (const std::exception& e) {
           return report_failure(self, e.what());
         }
-        self->send(s.opts.coordinator, applied_atom::value, tag, s.unit_name);
+        s.phase = unit_phase::idle;
+        self->send(s.opts.coordinator, applied_atom::value, tag, round, s.unit_name);
       },
   };
 }

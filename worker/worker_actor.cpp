@@ -1,96 +1,144 @@
 #include "worker/worker_actor.hpp"
 
-#include <functional>
+#include <filesystem>
 #include <set>
 
 #include <caf/all.hpp>
-#include <caf/io/middleman.hpp>
 #include <spdlog/spdlog.h>
 
-#include "actors/coordinator_protocol.hpp"
 #include "actors/daemon.hpp"
+#include "actors/errors.hpp"
 #include "actors/fingerprint.hpp"
 #include "actors/security.hpp"
+#include "kernels/check.hpp"
 
 namespace glam {
 
+const char* to_string(worker_phase p) {
+  switch (p) {
+    case worker_phase::registering: return "registering";
+    case worker_phase::idle: return "idle";
+    case worker_phase::connecting: return "connecting";
+    case worker_phase::hosting: return "hosting";
+  }
+  return "unknown";
+}
+
 namespace {
 
-using self_ptr = caf::stateful_actor<worker_state>*;
+namespace fs = std::filesystem;
+using self_ptr = worker_actor::stateful_pointer<worker_state>;
 
 std::string sender_node(self_ptr self) {
   auto& s = self->current_sender();
   return s ? caf::to_string(s->node()) : std::string();
 }
 
+bool is_local(self_ptr self) { return sender_node(self) == caf::to_string(self->node()); }
+
+bool from_self(self_ptr self) {
+  auto& s = self->current_sender();
+  if (s && s->address() == self->address()) return true;
+  ++self->state.refused.not_allowed;
+  return false;
+}
+
 bool admitted(self_ptr self) { return self->state.gate->admit_or_count(sender_node(self)); }
 
-bool is_local(self_ptr self) { return sender_node(self) == caf::to_string(self->system().node()); }
+// From the coordinator this worker registered with (and only from it).
+bool from_coordinator(self_ptr self) {
+  auto& s = self->state;
+  auto& sender = self->current_sender();
+  if (!admitted(self)) return false;
+  if (s.coordinator && sender && sender->address() == s.coordinator.address()) return true;
+  ++s.refused.not_allowed;
+  return false;
+}
 
 // A step order for the hosted job, from the coordinator, of the current epoch.
-bool from_coordinator(self_ptr self, const step_tag& tag) {
+bool order_for_hosted_job(self_ptr self, const job_tag& tag) {
   auto& s = self->state;
-  if (!admitted(self) || !s.coordinator || sender_node(self) != caf::to_string(s.coordinator.node())) return false;
-  if (tag.epoch < s.epoch || !s.hosting || tag.job != s.plan.tag.job) {
-    ++s.stats.dropped_stale_epoch;
+  if (!from_coordinator(self)) return false;
+  if (tag.epoch != s.epoch || s.phase != worker_phase::hosting || tag.job != s.plan.tag.job) {
+    ++s.refused.stale;
     return false;
   }
   return true;
 }
 
+void transition(self_ptr self, worker_phase to) {
+  auto& s = self->state;
+  using p = worker_phase;
+  const bool ok = (s.phase == p::registering && to == p::idle) ||
+                  (s.phase == p::idle && (to == p::connecting || to == p::registering)) ||
+                  (s.phase == p::connecting && (to == p::hosting || to == p::idle || to == p::connecting ||
+                                                to == p::registering)) ||
+                  (s.phase == p::hosting && (to == p::idle || to == p::connecting || to == p::registering));
+  GLAM_CHECK(ok, std::string("worker phase ") + to_string(s.phase) + " -> " + to_string(to) + " is not in the table");
+  s.phase = to;
+}
+
 worker_stats current_stats(self_ptr self) {
-  auto st = self->state.stats;
-  st.tokens_computed = self->state.counters->tokens_computed;
-  st.bytes_sent = self->state.counters->bytes_sent;
-  st.peers = static_cast<std::int64_t>(self->state.peers.size());
-  st.name = self->state.opts.name;
+  auto& s = self->state;
+  auto st = s.stats;
+  st.name = s.opts.name;
+  st.tokens_computed = s.counters->tokens_computed;
+  st.bytes_sent = s.counters->bytes_sent;
+  st.peers = static_cast<std::int64_t>(s.peers.size());
   st.memory_bytes = resident_bytes();
-  st.dropped_unauthenticated = self->state.gate->dropped();
+  st.refused = s.refused;
+  st.refused.unauthenticated = s.gate->dropped();
+  st.refused.not_allowed += s.counters->not_allowed;
+  st.refused.stale += s.counters->wrong_phase;
+  if (s.opts.relay) st.relay = relay_refusals_of(*s.opts.relay);
   return st;
 }
 
-void finish_registration(self_ptr self, result_msg r) {
+void finish_registration(self_ptr self, caf::error failure, std::string message = {}) {
   auto& s = self->state;
-  if (r.ok) {
-    spdlog::info("worker {}: {}", s.opts.name, r.message);
-    self->send(self, tick_atom::value);
-  } else {
-    spdlog::error("worker {}: registration refused: {}", s.opts.name, r.message);
+  if (!failure) {
+    spdlog::info("worker {}: {}", s.opts.name, message);
+    transition(self, worker_phase::idle);
+    if (!s.ticking) self->send(self, tick_atom::value);
+    s.ticking = true;
+    if (s.registered.pending()) s.registered.deliver(std::move(message));
+    return;
   }
-  if (s.registered.pending()) s.registered.deliver(r);
-  if (!r.ok) self->quit(caf::make_error(caf::sec::runtime_error, r.message));
+  spdlog::error("worker {}: registration refused: {}", s.opts.name, error_text(failure));
+  if (s.registered.pending()) s.registered.deliver(failure);
+  self->quit(failure);
 }
-
 
 void stop_units(self_ptr self) {
   auto& s = self->state;
-  for (auto& [n, unit] : s.units) self->send_exit(unit, caf::exit_reason::user_shutdown);
+  for (auto& [n, unit] : s.units) {
+    self->unlink_from(unit);
+    self->send_exit(unit, caf::exit_reason::user_shutdown);
+  }
   s.units.clear();
+  s.layout.reset();
 }
 
-// The plan's units hosted here, each in a unit actor of its own thread (one per attention
-// shard, one for this worker's experts), which learn by unit number the worker actor
-// hosting every unit: their peers' (connected directly) or this one.
+// The plan's unit actors hosted here, each on a thread of its own, which learn by number
+// the worker actor hosting every unit actor: their peers' (connected directly) or this one.
 void start_units(self_ptr self) {
   auto& s = self->state;
   stop_units(self);
-  s.actors = unit_actors_of(s.plan.placement);
-  std::vector<caf::actor> peers;
-  for (const auto& host : s.actors.host) {
-    auto p = s.peers.find(host);
-    peers.push_back(host == s.opts.name ? caf::actor_cast<caf::actor>(self)
-                                        : p == s.peers.end() ? caf::actor() : p->second.handle);
+  const config c = parse_config_string(s.plan.config_toml, s.plan.tag.job);
+  s.layout = unit_layout::of(s.plan.units, c.cluster.shards, c.model.moe_as_dense_relu ? 0 : c.model.experts);
+  std::vector<worker_actor> hosts;
+  for (const auto& a : s.layout->actors()) {
+    auto p = s.peers.find(a.worker);
+    hosts.push_back(a.worker == s.opts.name ? caf::actor_cast<worker_actor>(self)
+                                            : p == s.peers.end() ? worker_actor() : p->second.handle);
   }
-  for (std::size_t u = 0; u < s.actors.host.size(); ++u) {
-    if (s.actors.host[u] != s.opts.name) continue;
-    unit_options co{s.opts.name, static_cast<int>(u), s.plan, s.coordinator, s.counters};
-    auto unit = self->system().spawn<caf::detached>(unit_actor, co);
-    // A unit's thread ends with this actor, whatever ends it.
-    self->attach_functor([addr = unit.address()](const caf::error&) {
-      caf::anon_send_exit(addr, caf::exit_reason::user_shutdown);
-    });
-    self->send(unit, peers_atom::value, peers);
-    s.units[static_cast<int>(u)] = unit;
+  for (int u : s.layout->actors_of_worker(s.opts.name)) {
+    unit_options uo{s.opts.name, u, s.plan, caf::actor_cast<worker_actor>(self), s.coordinator, s.counters};
+    auto unit = self->system().spawn<caf::detached>(unit_behavior, uo);
+    // Linked: a unit actor ends with this actor, and this actor hears when one ends.
+    self->link_to(unit);
+    self->send(unit, peers_atom::value, hosts);
+    s.units[u] = unit;
   }
 }
 
@@ -106,19 +154,73 @@ void check_host_done(self_ptr self) {
   if (!s.host_promise.pending()) return;
   if (!s.host_failure.empty()) {
     spdlog::warn("worker {}: {}", s.opts.name, s.host_failure);
-    s.host_promise.deliver(result_msg{false, s.host_failure});
+    transition(self, worker_phase::idle);
+    s.host_promise.deliver(make_error(glam_errc::cannot_host, s.host_failure));
     return;
   }
   for (const auto& [name, address] : s.expected_peers)
     if (!s.peers.count(name)) return;
-  start_units(self);
-  s.host_promise.deliver(result_msg{true, "hosting"});
+  try {
+    start_units(self);
+  } catch (const std::exception& e) {
+    transition(self, worker_phase::idle);
+    s.host_promise.deliver(make_error(glam_errc::cannot_host, e.what()));
+    return;
+  }
+  transition(self, worker_phase::hosting);
+  s.host_promise.deliver(std::string("hosting"));
 }
 
-// Connects to one peer through the middleman actor (a blocking remote_actor would stall
-// this actor), then proves the secret to it and checks its proof; done(reason) follows,
-// with an empty reason on success.
-void connect_peer(self_ptr self, const unit_assignment& a, std::function<void(std::string)> done) {
+hello_msg own_hello(self_ptr self) {
+  auto& s = self->state;
+  hello_msg h;
+  h.role = "worker";
+  h.name = s.opts.name;
+  h.version = protocol_version;
+  h.fingerprint = local_fingerprint();
+  h.client_nonce = random_hex(32);
+  h.listen_host = s.opts.listen_host;
+  h.listen_port = s.listen_port;
+  return h;
+}
+
+// The client side of the actor-level handshake with `server` (the coordinator, or a peer
+// this worker dials): hello, check its proof, send ours (even when its proof failed, so
+// that both sides report the mismatch: an HMAC reveals nothing of the secret). done gets an
+// error, or none and the server's answer; on success the server's node is admitted.
+template <class Server>
+void prove_secret_to(self_ptr self, const Server& server, std::chrono::milliseconds timeout,
+                     std::function<void(caf::error, std::string)> done) {
+  auto hello = own_hello(self);
+  auto nonce = hello.client_nonce;
+  self->request(server, timeout, hello_atom::value, hello)
+      .then(
+          [self, server, timeout, done, nonce](const challenge_msg& c) {
+            const bool server_ok = self->state.gate->check_server_proof(nonce, c.server_proof);
+            self->request(server, timeout, auth_atom::value, proof_msg{c.nonce, client_proof(self->state.opts.secret, c.nonce)})
+                .then(
+                    [self, server, done, server_ok](std::string& answer) {
+                      if (!server_ok)
+                        return done(make_error(glam_errc::wrong_secret, "it could not prove the cluster secret: wrong "
+                                                                        "--secret-file on one side"),
+                                    {});
+                      self->state.gate->grant(caf::to_string(server.node()));
+                      done(caf::none, std::move(answer));
+                    },
+                    [done](const caf::error& e) { done(e, {}); });
+          },
+          [done](const caf::error& e) { done(e, {}); });
+}
+
+void start_registration(self_ptr self) {
+  prove_secret_to(self, self->state.coordinator, self->state.opts.request_timeout,
+                  [self](caf::error e, std::string answer) { finish_registration(self, std::move(e), std::move(answer)); });
+}
+
+// Connects to one peer through the connector (the relay authenticates the connection; a
+// blocking connect would stall this actor), then proves the secret to it and checks its
+// proof; done(reason) follows, with an empty reason on success.
+void connect_peer(self_ptr self, const worker_assignment& a, std::function<void(std::string)> done) {
   auto& s = self->state;
   const auto address = a.host + ":" + std::to_string(a.port);
   auto known = s.peers.find(a.worker);
@@ -132,186 +234,219 @@ void connect_peer(self_ptr self, const unit_assignment& a, std::function<void(st
   auto timeout = s.opts.request_timeout / 2;
   auto name = a.worker;
   auto fail = [self, name, address, done](const caf::error& e) {
-    done("cannot reach peer " + name + " at " + address + ": " + self->system().render(e));
+    done("cannot reach peer " + name + " at " + address + ": " + error_text(e));
   };
-  self->request(self->system().middleman().actor_handle(), timeout, caf::connect_atom::value, a.host, a.port)
+  self->request(s.opts.connector, timeout, caf::connect_atom::value, a.host, a.port)
       .then(
-          [self, name, address, timeout, done, fail](const caf::node_id&, caf::strong_actor_ptr ptr,
-                                                     const std::set<std::string>&) {
-            if (!ptr) return done("peer " + name + " at " + address + " publishes no actor");
-            auto peer = caf::actor_cast<caf::actor>(ptr);
-            hello_msg h;
-            h.role = "worker";
-            h.name = self->state.opts.name;
-            h.version = protocol_version;
-            h.fingerprint = local_fingerprint();
-            h.client_nonce = random_hex(32);
-            h.listen_host = self->state.opts.listen_host;
-            h.listen_port = self->state.opts.listen_port;
-            auto nonce = h.client_nonce;
-            self->request(peer, timeout, hello_atom::value, h)
-                .then(
-                    [self, name, address, timeout, done, fail, peer, nonce](const challenge_msg& c) {
-                      if (!c.ok) return done("peer " + name + " refused: " + c.reason);
-                      const bool peer_ok = self->state.gate->check_server_proof(nonce, c.server_proof);
-                      self->request(peer, timeout, auth_atom::value,
-                                    proof_msg{c.nonce, client_proof(self->state.opts.secret, c.nonce)})
-                          .then(
-                              [self, name, address, done, peer, peer_ok](const result_msg& r) {
-                                if (!peer_ok) return done("peer " + name + " could not prove the cluster secret");
-                                if (!r.ok) return done("peer " + name + " refused: " + r.message);
-                                self->state.gate->grant(caf::to_string(peer.node()));
-                                self->state.peers[name] = {address, peer};
-                                self->monitor(peer);
-                                done({});
-                              },
-                              fail);
-                    },
-                    fail);
+          [self, name, address, timeout, done, fail](caf::strong_actor_ptr ptr) {
+            auto peer = caf::actor_cast<worker_actor>(ptr);
+            prove_secret_to(self, peer, timeout, [self, name, address, done, fail, peer](caf::error e, std::string) {
+              if (e) return fail(e);
+              self->state.peers[name] = {address, peer};
+              self->monitor(peer);
+              done({});
+            });
           },
           fail);
 }
 
+std::string path_outside(const std::string& path, const std::string& root, const char* what, const char* option) {
+  if (root.empty())
+    return std::string("the job's ") + what + " '" + path + "' needs a " + option +
+           " on this worker, which has none: start it with " + option + " DIR";
+  std::error_code ec;
+  const auto p = fs::weakly_canonical(fs::absolute(path), ec).lexically_normal();
+  const auto r = fs::weakly_canonical(fs::absolute(root), ec).lexically_normal();
+  auto rel = p.lexically_relative(r);
+  if (!ec && !rel.empty() && *rel.begin() != "..") return {};
+  return std::string("the job's ") + what + " '" + path + "' is outside this worker's " + option + " '" + root +
+         "': start the worker with " + option + " covering it";
+}
+
 }  // namespace
 
-caf::behavior worker_actor(self_ptr self, worker_options opts) {
+std::string plan_problem(const job_plan& plan, const std::string& name, const std::string& data_root,
+                         const std::string& checkpoint_root) {
+  config c;
+  try {
+    c = parse_config_string(plan.config_toml, plan.tag.job);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  try {
+    auto layout = unit_layout::of(plan.units, c.cluster.shards, c.model.moe_as_dense_relu ? 0 : c.model.experts);
+    const auto mine = layout.actors_of_worker(name).size();
+    if (mine == 0) return "the plan gives worker " + name + " no units";
+    if (mine > static_cast<std::size_t>(max_unit_actors_per_worker))
+      return "the plan gives worker " + name + " " + std::to_string(mine) + " unit actors; a worker runs at most " +
+             std::to_string(max_unit_actors_per_worker);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  if (!c.data.synthetic)
+    if (auto why = path_outside(c.data.dir, data_root, "data directory", "--data-root"); !why.empty()) return why;
+  if (!plan.checkpoint_dir.empty())
+    if (auto why = path_outside(plan.checkpoint_dir, checkpoint_root, "checkpoint directory", "--checkpoint-root");
+        !why.empty())
+      return why;
+  return {};
+}
+
+worker_actor::behavior_type worker_behavior(self_ptr self, worker_options opts) {
   auto& s = self->state;
   s.opts = opts;
-  s.gate = std::make_unique<auth_gate>(opts.secret, caf::to_string(self->system().node()));
+  s.gate = std::make_unique<auth_gate>(opts.secret, caf::to_string(self->node()));
   s.stats.gflops = opts.gflops;
-  self->set_down_handler([self](const caf::down_msg& dm) {
-    if (dm.source == self->state.coordinator.address()) {
-      spdlog::error("worker {}: lost the coordinator ({})", self->state.opts.name, self->system().render(dm.reason));
-      self->quit(caf::make_error(caf::sec::runtime_error, "coordinator lost"));
+  // CAF's system messages never reach a handler's gate: check them here. An exit from this
+  // process ends the worker (the daemon stopping it) or is a unit actor ending; from
+  // anywhere else it is dropped.
+  self->set_exit_handler([self](caf::exit_msg& m) {
+    auto& s = self->state;
+    if (!is_local(self)) {
+      ++s.refused.system_messages;
       return;
     }
-    auto& peers = self->state.peers;
-    for (auto i = peers.begin(); i != peers.end(); ++i)
-      if (i->second.handle.address() == dm.source) {
-        spdlog::warn("worker {}: lost peer {} ({})", self->state.opts.name, i->first, i->second.address);
-        self->state.gate->revoke(caf::to_string(dm.source.node()));
-        peers.erase(i);
-        break;
+    for (auto i = s.units.begin(); i != s.units.end(); ++i)
+      if (i->second.address() == m.source) {
+        if (m.reason != caf::exit_reason::user_shutdown && m.reason)
+          spdlog::error("worker {}: unit actor {} ended: {}", s.opts.name, i->first, self->system().render(m.reason));
+        s.units.erase(i);
+        return;
       }
+    self->quit(m.reason);
+  });
+  // A down message counts only from the very actor it names, which this worker monitors
+  // (CAF's own notice of a lost connection comes from the proxy of that actor).
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& s = self->state;
+    auto& sender = self->current_sender();
+    if (!sender || sender->address() != dm.source) {
+      ++s.refused.system_messages;
+      return;
+    }
+    if (s.coordinator && dm.source == s.coordinator.address()) {
+      spdlog::error("worker {}: lost the coordinator ({})", s.opts.name, self->system().render(dm.reason));
+      self->quit(make_error(glam_errc::not_allowed, "lost the coordinator"));
+      return;
+    }
+    for (auto i = s.peers.begin(); i != s.peers.end(); ++i)
+      if (i->second.handle.address() == dm.source) {
+        spdlog::warn("worker {}: lost peer {} ({})", s.opts.name, i->first, i->second.address);
+        s.gate->revoke(caf::to_string(dm.source.node()));
+        s.peers.erase(i);
+        return;
+      }
+    ++s.refused.system_messages;
   });
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view&) -> caf::result<caf::message> {
-    self->state.gate->admit_or_count(sender_node(self));
+    if (self->state.gate->admit_or_count(sender_node(self))) ++self->state.refused.unexpected;
     return caf::sec::unexpected_message;
   });
+  self->set_exception_handler(
+      [self](std::exception_ptr& e) { return exit_reason_of(e, "worker " + self->state.opts.name); });
   return {
-      [self](register_atom, caf::actor coordinator, std::uint16_t port) -> caf::result<result_msg> {
+      [self](register_atom, coordinator_actor coordinator, std::uint16_t port) -> caf::result<std::string> {
         auto& s = self->state;
-        s.opts.listen_port = port;
-        if (!is_local(self)) return result_msg{false, "register is local only"};
+        if (!is_local(self)) {
+          ++s.refused.not_allowed;
+          return make_error(glam_errc::not_allowed, "register is local only");
+        }
+        if (s.phase != worker_phase::registering || s.registered.pending())
+          return make_error(glam_errc::wrong_phase, "already registered");
+        s.listen_port = port;
         s.coordinator = coordinator;
         self->monitor(coordinator);
-        s.registered = self->make_response_promise();
-        hello_msg h;
-        h.role = "worker";
-        h.name = s.opts.name;
-        h.version = protocol_version;
-        h.fingerprint = local_fingerprint();
-        h.client_nonce = random_hex(32);
-        h.listen_host = s.opts.listen_host;
-        h.listen_port = s.opts.listen_port;
-        s.client_nonce = h.client_nonce;
-        self->request(coordinator, s.opts.request_timeout, hello_atom::value, h)
-            .then(
-                [self](const challenge_msg& c) {
-                  auto& s = self->state;
-                  if (!c.ok) return finish_registration(self, {false, c.reason});
-                  // Our proof goes out even when the coordinator's fails, so that both
-                  // sides report the mismatch (an HMAC reveals nothing of the secret).
-                  const bool server_ok = s.gate->check_server_proof(s.client_nonce, c.server_proof);
-                  // The coordinator proved the secret: admit its node.
-                  if (server_ok) s.gate->grant(caf::to_string(s.coordinator.node()));
-                  self->request(s.coordinator, s.opts.request_timeout, auth_atom::value,
-                                proof_msg{c.nonce, client_proof(s.opts.secret, c.nonce)})
-                      .then([self, server_ok](const result_msg& r) {
-                              if (!server_ok)
-                                return finish_registration(self, {false, "the coordinator could not prove the cluster "
-                                                                         "secret: wrong --secret-file on one side"});
-                              finish_registration(self, r);
-                            },
-                            [self](const caf::error& e) {
-                              finish_registration(self, {false, "authentication: " + self->system().render(e)});
-                            });
-                },
-                [self](const caf::error& e) {
-                  finish_registration(self, {false, "no answer to hello: " + self->system().render(e)});
-                });
-        return s.registered;
+        s.registered = self->make_response_promise<std::string>();
+        auto rp = s.registered;
+        start_registration(self);
+        return rp;
       },
-      // Peers (other workers, clients) authenticate with the same handshake.
-      [self](hello_atom, const hello_msg& h) -> challenge_msg {
+      // The coordinator declared this worker dead (it was silent past the timeout): its
+      // units belong to an older epoch now. Drop them and register again, as a new member.
+      [self](evict_atom, const std::string& why) {
         auto& s = self->state;
-        challenge_msg c;
-        if (h.version != protocol_version) {
-          c.reason = "protocol version " + std::to_string(h.version) + " differs from this worker's " +
-                     std::to_string(protocol_version);
-          return c;
+        if (!from_coordinator(self)) return;
+        spdlog::warn("worker {}: evicted by the coordinator ({}); registering again", s.opts.name, why);
+        if (s.host_promise.pending()) s.host_promise.deliver(make_error(glam_errc::stale_epoch, "evicted"));
+        stop_units(self);
+        s.gate->revoke(caf::to_string(s.coordinator.node()));
+        transition(self, worker_phase::registering);
+        start_registration(self);
+      },
+      // Peers (other workers) authenticate with the same handshake.
+      [self](hello_atom, const hello_msg& h) -> caf::result<challenge_msg> {
+        auto& s = self->state;
+        if (auto why = hello_problem(h); !why.empty()) {
+          ++s.refused.malformed;
+          return make_error(glam_errc::refused, why);
         }
-        auto node = sender_node(self);
-        if (s.pending_hellos.size() > 4096) s.pending_hellos.clear();
-        s.pending_hellos[node] = h;
-        c.ok = true;
-        c.nonce = s.gate->issue_nonce(node);
+        challenge_msg c;
+        c.nonce = s.gate->issue_nonce(sender_node(self), h);
         c.server_proof = s.gate->answer(h.client_nonce);
         return c;
       },
-      [self](auth_atom, const proof_msg& p) -> result_msg {
+      [self](auth_atom, const proof_msg& p) -> caf::result<std::string> {
         auto& s = self->state;
         auto node = sender_node(self);
-        auto h = s.pending_hellos.find(node);
-        if (h == s.pending_hellos.end()) return {false, "no hello from this node: send hello first"};
-        auto hello = h->second;
-        s.pending_hellos.erase(h);
-        if (!s.gate->verify(node, p.nonce, p.proof)) return {false, "wrong cluster secret"};
-        // A worker dialled us (possibly before our plan arrived): it is our peer now.
-        if (hello.role == "worker" && !hello.name.empty() && hello.name < s.opts.name) {
-          auto peer = caf::actor_cast<caf::actor>(self->current_sender());
-          s.peers[hello.name] = {hello.listen_host + ":" + std::to_string(hello.listen_port), peer};
+        auto hello = s.gate->verify(node, p.nonce, p.proof);
+        if (!hello) {
+          ++s.refused.unauthenticated;
+          return make_error(glam_errc::wrong_secret, "wrong cluster secret (or no hello before the proof)");
+        }
+        // A worker dialled us (the smaller name dials; possibly before our plan arrived):
+        // it is our peer now.
+        if (hello->role == "worker" && hello->name < s.opts.name) {
+          s.gate->grant(node);
+          auto peer = caf::actor_cast<worker_actor>(self->current_sender());
+          if (auto old = s.peers.find(hello->name); old != s.peers.end()) self->demonitor(old->second.handle.address());
+          s.peers[hello->name] = {hello->listen_host + ":" + std::to_string(hello->listen_port), peer};
           self->monitor(peer);
           check_host_done(self);
         }
-        return {true, "authenticated"};
+        return std::string("authenticated");
       },
       [self](tick_atom) {
         auto& s = self->state;
+        if (!from_self(self)) return;
         self->send(s.coordinator, heartbeat_atom::value, current_stats(self));
         self->delayed_send(self, s.opts.heartbeat, tick_atom::value);
       },
       [self](ping_atom) -> caf::result<worker_stats> {
-        if (!admitted(self)) return caf::make_error(caf::sec::runtime_error, "not authenticated");
+        if (!admitted(self)) return make_error(glam_errc::not_authenticated, "not authenticated");
         return current_stats(self);
       },
-      [self](host_atom, const job_plan& plan) -> caf::result<result_msg> {
+      [self](host_atom, const job_plan& plan) -> caf::result<std::string> {
         auto& s = self->state;
-        if (!admitted(self)) return result_msg{false, "not authenticated"};
+        if (!from_coordinator(self)) return make_error(glam_errc::not_allowed, "host is for the coordinator only");
+        if (s.phase == worker_phase::registering) return make_error(glam_errc::wrong_phase, "not registered yet");
         if (plan.tag.epoch < s.epoch) {
-          ++s.stats.dropped_stale_epoch;
-          return result_msg{false, "stale epoch " + std::to_string(plan.tag.epoch)};
+          ++s.refused.stale;
+          return make_error(glam_errc::stale_epoch, "stale epoch " + std::to_string(plan.tag.epoch));
+        }
+        if (auto why = plan_problem(plan, s.opts.name, s.opts.data_root, s.opts.checkpoint_root); !why.empty()) {
+          ++s.refused.malformed;
+          return make_error(glam_errc::cannot_host, why);
         }
         s.epoch = plan.tag.epoch;
         s.plan = plan;
-        s.hosting = true;
         std::string units;
-        for (const auto& a : plan.placement)
-          if (a.worker == s.opts.name) {
-            for (auto sh : a.shards) units += " shard" + std::to_string(sh);
-            for (auto e : a.experts) units += " expert" + std::to_string(e);
-          }
+        for (const auto& a : plan.units)
+          if (a.worker == s.opts.name)
+            for (const auto& u : unit_names(a)) units += " " + u;
         spdlog::info("worker {}: hosting job {} epoch {}:{}", s.opts.name, plan.tag.job, plan.tag.epoch, units);
+        if (s.host_promise.pending())
+          s.host_promise.deliver(make_error(glam_errc::stale_epoch, "superseded by a newer plan"));
+        stop_units(self);
+        transition(self, worker_phase::connecting);
+        s.host_promise = self->make_response_promise<std::string>();
+        s.expected_peers.clear();
+        s.host_failure.clear();
+        for (const auto& a : plan.units)
+          if (a.worker != s.opts.name) s.expected_peers[a.worker] = a.host + ":" + std::to_string(a.port);
         // One connection per pair: the worker with the smaller name dials, the other one
         // learns the peer when it authenticates (two nodes dialling each other at once
         // can leave CAF 0.17's handshake hanging).
-        if (s.host_promise.pending()) s.host_promise.deliver(result_msg{false, "superseded by a newer plan"});
-        s.host_promise = self->make_response_promise<result_msg>();
-        s.expected_peers.clear();
-        s.host_failure.clear();
-        for (const auto& a : plan.placement)
-          if (a.worker != s.opts.name) s.expected_peers[a.worker] = a.host + ":" + std::to_string(a.port);
-        for (const auto& a : plan.placement)
+        for (const auto& a : plan.units)
           if (a.worker > s.opts.name || (s.opts.local_peers && a.worker != s.opts.name))
             connect_peer(self, a, [self](std::string why) {
               auto& st = self->state;
@@ -325,64 +460,72 @@ caf::behavior worker_actor(self_ptr self, worker_options opts) {
       },
       [self](host_deadline_atom, const std::string& job, std::int64_t epoch) {
         auto& s = self->state;
-        if (!is_local(self) || !s.host_promise.pending() || s.plan.tag.job != job || s.plan.tag.epoch != epoch) return;
+        if (!from_self(self)) return;
+        if (!s.host_promise.pending() || s.plan.tag.job != job || s.plan.tag.epoch != epoch) return;
         std::string missing;
         for (const auto& [name, address] : s.expected_peers)
           if (!s.peers.count(name)) missing += (missing.empty() ? "" : ", ") + name + " (" + address + ")";
         if (s.host_failure.empty()) s.host_failure = "peers did not connect in time: " + missing;
         check_host_done(self);
       },
-      [self](release_atom, const step_tag& tag) -> result_msg {
+      [self](release_atom, const job_tag& tag) -> caf::result<std::string> {
         auto& s = self->state;
-        if (!admitted(self)) return {false, "not authenticated"};
+        if (!from_coordinator(self)) return make_error(glam_errc::not_allowed, "release is for the coordinator only");
         if (tag.epoch < s.epoch) {
-          ++s.stats.dropped_stale_epoch;
-          return {false, "stale epoch " + std::to_string(tag.epoch)};
+          ++s.refused.stale;
+          return make_error(glam_errc::stale_epoch, "stale epoch " + std::to_string(tag.epoch));
         }
         s.epoch = tag.epoch;
-        if (s.hosting && s.plan.tag.job == tag.job) {
-          s.hosting = false;
+        if (s.plan.tag.job == tag.job && (s.phase == worker_phase::hosting || s.phase == worker_phase::connecting)) {
+          if (s.host_promise.pending()) s.host_promise.deliver(make_error(glam_errc::stale_epoch, "released"));
           stop_units(self);
+          transition(self, worker_phase::idle);
         }
-        return {true, "released"};
+        return std::string("released");
       },
       [self](tensor_chunk& c) {
         auto& s = self->state;
         if (!admitted(self)) return;
-        // Bytes over the network: a unit's chunks to a unit of the same worker do not count.
-        if (!is_local(self)) s.stats.bytes_received += static_cast<std::int64_t>(c.data.size() * sizeof(float));
-        if (c.tag.epoch < s.epoch || !s.hosting || c.tag.job != s.plan.tag.job) {
-          ++s.stats.dropped_stale_epoch;
+        if (c.tag.epoch != s.epoch || s.phase != worker_phase::hosting || c.tag.job != s.plan.tag.job || !s.layout) {
+          ++s.refused.stale;
           return;
         }
-        // The sender must be the worker that hosts the unit the chunk says it is from.
-        const auto& hosts = s.actors.host;
-        if (c.from < 0 || static_cast<std::size_t>(c.from) >= hosts.size()) return;
-        const auto& host = hosts[static_cast<std::size_t>(c.from)];
+        // The sender must be on the node of the worker hosting the unit actor the chunk
+        // says it is from, and the chunk for a unit actor hosted here.
+        if (c.from < 0 || c.from >= s.layout->size() || !s.units.count(c.to)) {
+          ++s.refused.malformed;
+          return;
+        }
+        const auto& host = s.layout->actor(c.from).worker;
         auto p = s.peers.find(host);
-        const auto node = host == s.opts.name ? caf::to_string(self->system().node())
+        const auto node = host == s.opts.name ? caf::to_string(self->node())
                                               : p == s.peers.end() ? std::string() : caf::to_string(p->second.handle.node());
-        if (node.empty() || node != sender_node(self)) return;
+        if (node.empty() || node != sender_node(self)) {
+          ++s.refused.not_allowed;
+          return;
+        }
+        // Bytes over the network: a unit's chunks to a unit of the same worker do not count.
+        if (host != s.opts.name) s.stats.bytes_received += static_cast<std::int64_t>(c.data.size() * sizeof(float));
         // Moved on, not copied: a chunk holds up to 4 MiB.
-        if (auto unit = s.units.find(c.to); unit != s.units.end()) self->send(unit->second, std::move(c));
+        self->send(s.units[c.to], std::move(c));
       },
-      [self](begin_atom a, const step_tag& tag, bool train) {
-        if (from_coordinator(self, tag)) to_units(self, a, tag, train);
+      [self](begin_atom a, const job_tag& tag, const round_id& round) {
+        if (order_for_hosted_job(self, tag)) to_units(self, a, tag, round);
       },
-      [self](finish_atom a, const step_tag& tag, bool apply) {
-        if (from_coordinator(self, tag)) to_units(self, a, tag, apply);
+      [self](finish_atom a, const job_tag& tag, const round_id& round, bool apply) {
+        if (order_for_hosted_job(self, tag)) to_units(self, a, tag, round, apply);
       },
-      [self](checkpoint_atom a, const step_tag& tag) {
-        if (from_coordinator(self, tag)) to_units(self, a, tag);
+      [self](checkpoint_atom a, const job_tag& tag, std::int64_t step) {
+        if (order_for_hosted_job(self, tag)) to_units(self, a, tag, step);
       },
-      [self](shutdown_atom) -> result_msg {
+      [self](shutdown_atom) -> caf::result<std::string> {
         if (!is_local(self)) {
-          self->state.gate->admit_or_count(sender_node(self));
-          return {false, "shutdown is local only"};
+          ++self->state.refused.not_allowed;
+          return make_error(glam_errc::not_allowed, "shutdown is local only");
         }
         if (self->state.coordinator) self->send(self->state.coordinator, leave_atom::value);
         self->quit();
-        return {true, "left"};
+        return std::string("left");
       },
   };
 }

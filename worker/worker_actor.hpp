@@ -1,71 +1,107 @@
 #pragma once
-// The worker actor: registers with the coordinator (protocol version, build fingerprint,
-// the secret by challenge and response), heartbeats with its counters, hosts the units the
-// coordinator assigns, and answers only the coordinator and peers that proved the secret.
+// The worker actor (protocol: actors/worker_protocol.hpp): registers with the coordinator
+// (protocol version, build fingerprint, the secret by challenge and response), heartbeats
+// with its counters, hosts the units the coordinator assigns in unit actors
+// (worker/unit_actor.hpp), and relays every message for them after checking it.
+//
+// Who may send what (everything else is dropped and counted):
+//   register, shutdown          this process only
+//   tick, host deadline         this actor only
+//   hello, auth                 any node (the handshake)
+//   ping                        nodes that proved the secret
+//   host, release, begin, finish, checkpoint, evict
+//                               the coordinator this worker registered with, of its epoch
+//   tensor chunks               the peer worker hosting the sending unit actor
+//   CAF exit                    this process (the daemon, its unit actors ending)
+//   CAF down                    only from the actor it names, which this worker monitors
+//
+// Phases (a message that does not fit the phase is refused with wrong_phase):
+//
+//   registering ──registered──> idle ──host(plan)──> connecting ──every peer connected──> hosting
+//        ^                       ^ ^                   │  ^                                │
+//        │                       │ └─failed, deadline──┘  └──────────host(newer plan)──────┤
+//        │                       └────────────────────────release──────────────────────────┤
+//        └────────────── evict (declared dead, e.g. after a stop; from any phase) ──────────┘
 #include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
-#include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_response_promise.hpp>
 
 #include "actors/auth_gate.hpp"
+#include "actors/relay.hpp"
+#include "actors/runtime_config.hpp"
+#include "actors/unit_layout.hpp"
 #include "actors/worker_protocol.hpp"
 #include "worker/unit_actor.hpp"
 
 namespace glam {
 
-using register_atom = caf::atom_constant<caf::atom("register")>;
-using host_deadline_atom = caf::atom_constant<caf::atom("hostdline")>;
-
 struct worker_options {
   std::string name;
   std::string secret;
   std::string listen_host;
-  std::uint16_t listen_port = 0;
   std::chrono::milliseconds heartbeat{500};
   std::chrono::milliseconds request_timeout{10000};
   // This worker's measured sgemm rate (GFLOP/s), reported with every heartbeat: placement
   // weighs workers by it.
   double gflops = 1.0;
+  // Where a job's data and checkpoints may be (a plan naming a path outside is refused).
+  std::string data_root;
+  std::string checkpoint_root;  // empty: jobs may not checkpoint on this worker
+  // How this process reaches peers (through its relay); daemons only.
+  connector_actor connector;
+  // The relay's counters, reported with the heartbeat (daemons only).
+  const relay_counters* relay = nullptr;
   // Embedded mode (glam train --workers N): the other workers of this process by name.
   // They are reached by local messages instead of a connection to their address.
-  std::shared_ptr<std::map<std::string, caf::actor>> local_peers;
+  std::shared_ptr<std::map<std::string, worker_actor>> local_peers;
 };
+
+enum class worker_phase { registering, idle, connecting, hosting };
+const char* to_string(worker_phase p);
 
 struct worker_state {
   static inline const char* name = "glam.worker";
   worker_options opts;
   std::unique_ptr<auth_gate> gate;
-  caf::actor coordinator;
+  worker_phase phase = worker_phase::registering;
+  bool ticking = false;  // the heartbeat timer runs (started once)
+  std::uint16_t listen_port = 0;
+  coordinator_actor coordinator;
   std::string client_nonce;
-  caf::response_promise registered;
-  std::map<std::string, hello_msg> pending_hellos;
+  caf::typed_response_promise<std::string> registered;
   worker_stats stats;
+  refusal_counts refused;
   std::int64_t epoch = 0;
-  bool hosting = false;
   job_plan plan;
   // Peers by name: connected directly on the address the coordinator handed out (never
   // through the coordinator, never by CAF's automatic connections), and authenticated.
   struct peer {
     std::string address;
-    caf::actor handle;
+    worker_actor handle;
   };
   std::map<std::string, peer> peers;
   // The pending answer to the coordinator's host request, and the peers it waits for.
-  caf::response_promise host_promise;
+  caf::typed_response_promise<std::string> host_promise;
   std::map<std::string, std::string> expected_peers;  // name -> address
   std::string host_failure;
-  // The job's unit actors, and those hosted here by number (unit_actor.hpp).
-  unit_actors actors;
-  std::map<int, caf::actor> units;
+  // The job's unit actors, and those hosted here by number (unit_layout.hpp).
+  std::optional<unit_layout> layout;
+  std::map<int, unit_actor> units;
   std::shared_ptr<compute_counters> counters = std::make_shared<compute_counters>();
 };
 
-// (host_atom, job_plan) answers once every other worker of the plan is connected and
-// authenticated in both directions, or with the peer that could not be reached.
-// (register_atom, coordinator, published port) -> result_msg: the daemon's one local request; the worker
-// runs the handshake itself, so the coordinator monitors and messages this very actor.
-caf::behavior worker_actor(caf::stateful_actor<worker_state>* self, worker_options opts);
+// Why a job plan cannot be hosted by worker `name` with these roots (empty when it can):
+// the placement, the config, the number of unit actors on this worker, and the job's data
+// and checkpoint paths.
+std::string plan_problem(const job_plan& plan, const std::string& name, const std::string& data_root,
+                         const std::string& checkpoint_root);
+
+worker_actor::behavior_type worker_behavior(worker_actor::stateful_pointer<worker_state> self, worker_options opts);
 
 }  // namespace glam

@@ -3,14 +3,16 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include <caf/all.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "actors/coordinator_protocol.hpp"
 #include "actors/daemon.hpp"
+#include "actors/errors.hpp"
 #include "actors/security.hpp"
+#include "configs/config.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/parallel.hpp"
 #include "worker/worker_actor.hpp"
@@ -21,6 +23,11 @@ int run_worker(const worker_daemon_options& o) {
   auto [chost, cport] = parse_endpoint(o.coordinator, "--coordinator");
   auto [host, port] = parse_endpoint(o.listen, "--listen");
   auto secret = find_client_secret(o.secret_file, chost, cport);
+  const auto name = o.name.empty() ? "worker-" + std::to_string(::getpid()) : o.name;
+  if (auto why = name_problem(name); !why.empty()) throw std::invalid_argument("--name '" + name + "': " + why);
+  namespace fs = std::filesystem;
+  const auto data_root = fs::absolute(o.data_root.empty() ? fs::current_path() : fs::path(o.data_root)).lexically_normal();
+  const auto checkpoint_root = o.checkpoint_root.empty() ? recorded_checkpoint_root(chost, cport) : o.checkpoint_root;
   // Logs go to stderr: stdout carries the one line scripts read.
   if (!spdlog::get("glam")) spdlog::set_default_logger(spdlog::stderr_color_mt("glam"));
   if (o.threads > 0) set_compute_threads(o.threads);
@@ -28,55 +35,63 @@ int run_worker(const worker_daemon_options& o) {
   runtime_options ro;
   runtime_config cfg(ro);
   caf::actor_system sys{cfg};
+  auto the_relay = std::make_shared<relay>(secret, o.encryption);
   worker_options wo;
-  wo.name = o.name.empty() ? "worker-" + std::to_string(::getpid()) : o.name;
+  wo.name = name;
   wo.secret = secret;
   wo.listen_host = host;
   wo.heartbeat = o.heartbeat;
   wo.gflops = measure_sgemm_flops(1024, 0.3) / 1e9;
+  wo.data_root = data_root.string();
+  wo.checkpoint_root = checkpoint_root.empty() ? std::string() : fs::absolute(checkpoint_root).lexically_normal().string();
+  wo.connector = spawn_connector(sys, *the_relay, wo.request_timeout);
+  wo.relay = &the_relay->counters();
   // Publish first (the coordinator hands this address to peers), then register.
-  auto self_actor = sys.spawn(worker_actor, wo);
-  auto stop = [&] { caf::anon_send_exit(self_actor, caf::exit_reason::user_shutdown); };
-  std::unique_ptr<front_door> door;
+  auto self_actor = sys.spawn(worker_behavior, wo);
+  auto stop = [&](int code) {
+    exit_within(std::chrono::seconds(10), code);
+    caf::scoped_actor self{sys};
+    self->send_exit(self_actor, caf::exit_reason::user_shutdown);
+    self->send_exit(wo.connector, caf::exit_reason::user_shutdown);
+  };
+  int bound = 0;
   try {
-    door = publish_guarded(sys, self_actor, host, port);
+    bound = publish_behind_relay(sys, caf::actor_cast<caf::strong_actor_ptr>(self_actor), sys.message_types(self_actor),
+                                 *the_relay, host, port);
   } catch (...) {
-    stop();
+    stop(1);
     throw;
   }
-  // The port is known only now (0 picks a free one): the actor learns it when it registers.
-  wo.listen_port = static_cast<std::uint16_t>(door->port());
-  auto coord = connect_to(sys, chost, cport);
+  auto coord = connect_through(sys, wo.connector, chost, cport, wo.request_timeout);
   if (!coord) {
-    stop();
-    throw std::runtime_error("cannot connect to the coordinator at " + o.coordinator + ": " +
-                             sys.render(coord.error()) +
-                             " (is it running there?)");
+    stop(1);
+    throw std::runtime_error("cannot connect to the coordinator at " + o.coordinator + ": " + error_text(coord.error()) +
+                             (coord.error().category() == glam_error_category ? "" : " (is it running there?)"));
   }
-  result_msg r;
+  std::string refused;
   {
     caf::scoped_actor self{sys};
-    self->request(self_actor, std::chrono::seconds(15), register_atom::value, *coord, wo.listen_port)
-        .receive([&](const result_msg& m) { r = m; },
-                 [&](const caf::error& e) { r = {false, "no answer: " + sys.render(e)}; });
+    self->request(self_actor, std::chrono::seconds(15), register_atom::value, caf::actor_cast<coordinator_actor>(*coord),
+                  static_cast<std::uint16_t>(bound))
+        .receive([&](const std::string&) {}, [&](const caf::error& e) { refused = error_text(e); });
   }
-  if (!r.ok) {
-    stop();
-    throw std::runtime_error("coordinator at " + o.coordinator + " refused worker " + wo.name + ": " + r.message);
+  if (!refused.empty()) {
+    stop(1);
+    throw std::runtime_error("coordinator at " + o.coordinator + " refused worker " + name + ": " + refused);
   }
-  std::printf("glam worker %s listening on %s:%u\n", wo.name.c_str(), host.c_str(),
-              static_cast<unsigned>(wo.listen_port));
+  std::printf("glam worker %s listening on %s:%d\n", name.c_str(), host.c_str(), bound);
   std::fflush(stdout);
-  if (wait_or_signal(sys, self_actor)) {
-    spdlog::info("worker {}: termination signal; leaving", wo.name);
+  caf::error ended;
+  if (wait_or_signal(sys, self_actor.address(), &ended)) {
+    spdlog::info("worker {}: termination signal; leaving", name);
     caf::scoped_actor self{sys};
     self->request(self_actor, std::chrono::seconds(5), shutdown_atom::value)
-        .receive([](const result_msg&) {}, [](const caf::error&) {});
-    stop();
+        .receive([](const std::string&) {}, [](const caf::error&) {});
+    stop(0);
     return 0;
   }
-  stop();
-  throw std::runtime_error("worker " + wo.name + " lost the coordinator at " + o.coordinator);
+  stop(1);
+  throw std::runtime_error("worker " + name + " ended: " + error_text(ended) + " (coordinator " + o.coordinator + ")");
 }
 
 }  // namespace glam

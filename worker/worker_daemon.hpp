@@ -3,6 +3,8 @@
 #include <chrono>
 #include <string>
 
+#include "actors/relay.hpp"
+
 namespace glam {
 
 struct worker_daemon_options {
@@ -10,8 +12,13 @@ struct worker_daemon_options {
   std::string listen = "127.0.0.1:0";
   std::string name;  // default: "worker-<pid>"
   std::string secret_file;
+  // Where jobs' data and checkpoints may be (defaults: the current directory; the
+  // coordinator's recorded checkpoint root when it runs on this machine).
+  std::string data_root;
+  std::string checkpoint_root;
   std::chrono::milliseconds heartbeat{500};
   int threads = 0;  // compute threads (0: all cores)
+  relay_encryption encryption = relay_encryption::off_loopback;
 };
 
 // Publishes the worker, registers with the coordinator, and runs until SIGTERM/SIGINT

@@ -171,6 +171,11 @@ TEST(ClusterDaemons, StoppedWorkerIsDeclaredDeadByHeartbeatTimeout) {
   w0.kill(SIGCONT);
   ASSERT_EQ(s["jobs"][0]["state"], "failed") << s.dump();
   EXPECT_NE(s["jobs"][0]["error"].get<std::string>().find("worker w0"), std::string::npos) << s.dump();
+  // Continued, it hears it was evicted and registers again as a new member; it never hangs.
+  s = c.wait_status([](const nlohmann::json& s) { return s["workers"].size() == 2; }, 20s);
+  EXPECT_EQ(s["workers"].size(), 2u) << s.dump() << w0.err();
+  EXPECT_NE(w0.err().find("evicted by the coordinator"), std::string::npos) << w0.err();
+  EXPECT_FALSE(w0.exited()) << w0.err();
 }
 
 
@@ -200,11 +205,16 @@ TEST(ClusterDaemons, RestartedCoordinatorReloadsJobsAndEpoch) {
   EXPECT_EQ(s["jobs"][0]["id"], "tiny-1");
   EXPECT_EQ(s["jobs"][0]["state"], "pending");
   EXPECT_GE(s["coordinator"]["epoch"].get<int>(), 1);
-  // A worker joining picks it up again.
+  // Workers joining pick it up again, all of them: the job waits until they settle instead
+  // of starting on the first one.
   auto& w2 = c.add_worker("w1");
+  auto& w3 = c.add_worker("w2");
   ASSERT_GT(w2.wait_port(), 0) << w2.err();
+  ASSERT_GT(w3.wait_port(), 0) << w3.err();
   s = c.wait_status([](const nlohmann::json& s) { return s["jobs"][0]["state"] == "running"; });
   EXPECT_EQ(s["jobs"][0]["state"], "running") << s.dump();
+  ASSERT_EQ(s["workers"].size(), 2u) << s.dump();
+  for (const auto& w : s["workers"]) EXPECT_FALSE(w["units"].empty()) << "an idle worker: " << s.dump();
   // It goes on from its newest checkpoint, not from the start.
   EXPECT_NE(c.coordinator->err().find("resuming from the checkpoint of step "), std::string::npos)
       << c.coordinator->err();

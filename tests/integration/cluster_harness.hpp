@@ -4,6 +4,7 @@
 // is bounded, and every process is killed by its process id.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,6 +40,8 @@ class process {
       : out_(dir + "/" + tag + ".out"), err_(dir + "/" + tag + ".err") {
     pid_ = ::fork();
     if (pid_ == 0) {
+      // Dies with the test, even when the test itself crashes: no daemon outlives it.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       int o = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       int e = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(o, 1);
@@ -149,7 +152,9 @@ struct cluster {
   std::vector<std::unique_ptr<process>> workers;
   int port = 0;
 
-  explicit cluster(const std::string& tag, int heartbeat_timeout_ms = 3000, std::uint64_t placement_seed = 0)
+  // coordinator_args: more options for the coordinator (workers take theirs in add_worker).
+  explicit cluster(const std::string& tag, int heartbeat_timeout_ms = 3000, std::uint64_t placement_seed = 0,
+                   std::vector<std::string> coordinator_args = {})
       : dir(fresh_dir(tag)) {
     env = {"HOME=" + dir};  // the secret's locator goes under the test's own HOME
     std::vector<std::string> args{glam_bin, "coordinator", "--listen", "127.0.0.1:0", "--state", dir + "/state",
@@ -158,6 +163,7 @@ struct cluster {
       args.push_back("--random-placement");
       args.push_back(std::to_string(placement_seed));
     }
+    args.insert(args.end(), coordinator_args.begin(), coordinator_args.end());
     coordinator = std::make_unique<process>(args, dir, "coordinator", env);
     port = coordinator->wait_port();
   }

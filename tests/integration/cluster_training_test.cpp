@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "cluster_harness.hpp"
+#include "reference_run.hpp"
 #include "configs/config.hpp"
 #include "model/checkpoint.hpp"
 #include "model/train_step.hpp"
@@ -39,90 +40,27 @@ config invariance_config() {
   return c;
 }
 
-struct reference_run {
-  std::vector<float> loss;
-  std::vector<bool> skipped;
-  std::map<std::int64_t, double> val_loss;
-  param_set dense;                 // final parameters
-  std::vector<param_set> experts;
-};
-
-reference_run run_reference(const config& c) {
-  synthetic_source data(c);
-  reference_trainer t(c, data);
-  reference_run out;
-  for (std::int64_t k = 0; k < c.train.steps; ++k) {
-    auto m = t.train_step(k);
-    out.loss.push_back(m.loss.loss);
-    out.skipped.push_back(m.skipped);
-    if (c.train.eval_every > 0 && (k + 1) % c.train.eval_every == 0)
-      out.val_loss[k] = t.evaluate(c.train.eval_batches);
-  }
-  out.dense = t.shards().front().params();
-  for (const auto& e : t.experts()) out.experts.push_back(e.params());
-  return out;
-}
-
 const reference_run& reference() {
   static const reference_run r = run_reference(invariance_config());
   return r;
-}
-
-// Every metrics line of a job against the reference, from its first line's step on;
-// returns the number of lines.
-std::int64_t expect_metrics_equal(const std::string& path, const reference_run& want) {
-  std::ifstream metrics(path);
-  std::string line;
-  std::int64_t n = 0, k = -1;
-  while (std::getline(metrics, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (k < 0) k = j["step"].get<std::int64_t>();
-    EXPECT_EQ(j["step"].get<std::int64_t>(), k);
-    const float loss = static_cast<float>(j["loss"].get<double>());
-    EXPECT_EQ(std::memcmp(&loss, &want.loss.at(std::size_t(k)), sizeof loss), 0)
-        << "step " << k << ": " << loss << " vs " << want.loss.at(std::size_t(k));
-    EXPECT_EQ(j["skipped"].get<bool>(), bool(want.skipped.at(std::size_t(k))));
-    if (want.val_loss.count(k)) {
-      EXPECT_EQ(j["val_loss"].get<double>(), want.val_loss.at(k)) << "step " << k;
-    }
-    ++k;
-    ++n;
-  }
-  return n;
-}
-
-// The final checkpoint's unit files hold the reference's final parameters, bit for bit.
-void expect_final_parameters_equal(const std::string& root, const config& c, const reference_run& want) {
-  auto m = latest_valid_checkpoint(root, model_config_hash(c));
-  ASSERT_TRUE(m.has_value()) << "no checkpoint in " << root;
-  EXPECT_EQ(m->step, c.train.steps);
-  param_set dense = init_dense_params(c.model, c.train.seed);
-  optimizer_state opt;
-  opt.init(dense);
-  read_unit_file(root, m->step, *m->find(dense_unit_name()), dense, opt);
-  EXPECT_TRUE(bitwise_equal(dense, want.dense)) << "dense parameters";
-  for (index e = 0; e < c.model.experts; ++e) {
-    param_set p = init_expert_params(c.model, e, c.train.seed);
-    optimizer_state o;
-    o.init(p);
-    read_unit_file(root, m->step, *m->find(expert_unit_name(e)), p, o);
-    EXPECT_TRUE(bitwise_equal(p, want.experts[std::size_t(e)])) << "expert " << e;
-  }
 }
 
 struct invariance_case {
   const char* name;
   int workers;
   std::uint64_t placement_seed;  // 0: the planner
+  bool encrypted = false;        // TLS on every connection, as between machines
 };
 
 class ClusterTraining : public ::testing::TestWithParam<invariance_case> {};
 
 TEST_P(ClusterTraining, EveryStepEqualsTheReferenceBitwise) {
   const auto& ic = GetParam();
-  cluster c(std::string("train-") + ic.name, 3000, ic.placement_seed);
+  const std::vector<std::string> tls = ic.encrypted ? std::vector<std::string>{"--encryption", "always"}
+                                                     : std::vector<std::string>{};
+  cluster c(std::string("train-") + ic.name, 3000, ic.placement_seed, tls);
   ASSERT_GT(c.port, 0) << c.coordinator->err();
-  for (int i = 0; i < ic.workers; ++i) ASSERT_GT(c.add_worker("w" + std::to_string(i)).wait_port(), 0);
+  for (int i = 0; i < ic.workers; ++i) ASSERT_GT(c.add_worker("w" + std::to_string(i), {}, tls).wait_port(), 0);
   c.wait_status([&](const nlohmann::json& s) { return s["workers"].size() == std::size_t(ic.workers); });
   write_file(c.dir + "/job.toml", to_toml(invariance_config()), 0644);
   auto [rc, out] = run({glam_bin, "submit", "--coordinator", c.endpoint(), c.dir + "/job.toml", "--wait", "--timeout",
@@ -154,14 +92,24 @@ TEST_P(ClusterTraining, EveryStepEqualsTheReferenceBitwise) {
   if (ic.workers > 1) {
     EXPECT_GT(worker_bytes, 0) << s.dump();
   }
-  EXPECT_EQ(s["coordinator"]["tensor_bytes_received"], 0) << "the coordinator relays no token batch";
+  // The coordinator relays no token batch: its protocol takes no tensor (one sent to it
+  // would be counted as unexpected), and it received less than the workers exchanged.
+  EXPECT_EQ(s["coordinator"]["refused"]["unexpected"], 0) << s.dump();
+  if (ic.workers > 1) {
+    EXPECT_LT(s["coordinator"]["bytes_received"].get<std::int64_t>(), worker_bytes) << s.dump();
+  }
   EXPECT_EQ(s["jobs"][0]["state"], "finished");
+  // Every connection to the coordinator was authenticated, and encrypted when asked.
+  const auto& conns = s["coordinator"]["connections"];
+  EXPECT_EQ(conns["authenticated"], conns["accepted"]) << s.dump();
+  EXPECT_EQ(conns["encrypted"].get<int>() > 0, ic.encrypted) << s.dump();
 }
 
 INSTANTIATE_TEST_SUITE_P(Placements, ClusterTraining,
                          ::testing::Values(invariance_case{"one_worker", 1, 0}, invariance_case{"two_workers", 2, 0},
                                            invariance_case{"three_random", 3, 11},
-                                           invariance_case{"three_random_other", 3, 29}),
+                                           invariance_case{"three_random_other", 3, 29},
+                                           invariance_case{"three_random_encrypted", 3, 11, true}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 // A worker killed mid-run fails the job with its name; the job keeps its checkpoints, and
@@ -202,7 +150,7 @@ TEST(ClusterTraining, KilledWorkerThenResubmittedJobResumesBitwise) {
   ASSERT_LT(failed_at, cfg.train.steps) << "the job ended before the kill";
 
   // Tear the newest checkpoint: a unit file loses its tail.
-  auto newest = latest_valid_checkpoint(root, model_config_hash(cfg));
+  auto newest = latest_valid_checkpoint(root, cfg);
   ASSERT_TRUE(newest.has_value());
   const auto torn = checkpoint_dir_for(root, newest->step) + "/" + newest->units.back().file;
   fs::resize_file(torn, fs::file_size(torn) / 2);

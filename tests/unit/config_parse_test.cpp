@@ -232,8 +232,12 @@ const bad_value k_bad_values[] = {
     {"fault", "checkpoint_every", "-1", {"fault.checkpoint_every = -1", "out of range"}},
     {"fault", "keep_checkpoints", "0", {"fault.keep_checkpoints = 0", "out of range"}},
     {"fault", "heartbeat_ms", "5", {"fault.heartbeat_ms = 5", "from 10 to 600000"}},
-    {"", "name", "\"\"", {"name = \"\"", "empty"}},
-    {"", "name", "\"a/b\"", {"name = \"a/b\"", "'/'"}},
+    {"", "name", "\"\"", {"name = \"\"", "at least one character"}},
+    {"", "name", "\"a/b\"", {"name = \"a/b\"", "only letters, digits"}},
+    {"", "name", "\"..\"", {"name = \"..\"", "name directories"}},
+    {"", "name", "\".\"", {"name = \".\"", "name directories"}},
+    {"", "name", "\"" + std::string(300, 'n') + "\"", {"at most 64 characters (this one has 300)"}},
+    {"", "name", "\"caf\u00e9\"", {"only letters, digits"}},
     // missing required keys
     {"model", "d_model", std::nullopt, {"missing key model.d_model", "an integer from 1"}},
     {"model", "experts", std::nullopt, {"missing key model.experts"}},
@@ -368,7 +372,7 @@ TEST(ConfigToml, EveryShippedConfigRoundTrips) {
 
 TEST(ConfigToml, AwkwardValuesRoundTripExactly) {
   config c = glam::parse_config_string(render(base_doc()), "job.toml");
-  c.name = "run \"7\" ünïcode";
+  c.name = "run-7_v2.final";
   c.data.dir = "C:\\data\\\"quoted\"\tdir";
   c.moe.capacity_factor = 1.25;
   c.moe.aux_weight = 0.1 + 0.2;  // not a short decimal

@@ -88,7 +88,7 @@ TEST_P(ModelCheckpointResume, SixStepsEqualThreeSavedRestoredAndThreeMore) {
   }
 
   reference_trainer resumed(c, data);
-  auto m = latest_valid_checkpoint(root_, model_config_hash(c));
+  auto m = latest_valid_checkpoint(root_, c);
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->step, 3);
   EXPECT_EQ(m->units.size(), std::size_t(1 + c.model.experts));
@@ -138,7 +138,7 @@ void overwrite(const std::string& path, const std::string& bytes) {
 const damage_case damage_cases[] = {
     {"truncated_unit_file",
      [](const std::string& dir, const checkpoint_manifest& m) {
-       const std::string p = unit_path(dir, m, "expert-1");
+       const std::string p = unit_path(dir, m, "expert1");
        fs::resize_file(p, fs::file_size(p) - 100);
      },
      "torn or truncated"},
@@ -146,7 +146,7 @@ const damage_case damage_cases[] = {
      [](const std::string& dir, const checkpoint_manifest& m) { flip_last_byte(unit_path(dir, m, "dense")); },
      "checksum"},
     {"missing_unit_file",
-     [](const std::string& dir, const checkpoint_manifest& m) { fs::remove(unit_path(dir, m, "expert-3")); },
+     [](const std::string& dir, const checkpoint_manifest& m) { fs::remove(unit_path(dir, m, "expert3")); },
      "missing"},
     {"garbage_manifest",
      [](const std::string& dir, const checkpoint_manifest&) {
@@ -164,6 +164,13 @@ const damage_case damage_cases[] = {
        fs::resize_file(p, fs::file_size(p) / 2 / 8 * 8);
      },
      "manifest"},
+    {"manifest_without_a_unit",
+     [](const std::string& dir, const checkpoint_manifest& m) {
+       checkpoint_manifest partial = m;
+       partial.units.erase(partial.units.begin() + 2);
+       write_manifest(fs::path(dir).parent_path().string(), partial, 0);
+     },
+     "does not list unit 'expert1'"},
     {"no_manifest",
      [](const std::string& dir, const checkpoint_manifest&) { fs::remove(fs::path(dir) / "manifest.capnp"); },
      "interrupted"},
@@ -181,12 +188,12 @@ TEST_P(ModelCheckpointDamage, NewestIsSkippedWithAReasonAndThePreviousOneIsUsed)
   save_checkpoint(t, root_, 1, 0);
   t.train_step(1);
   const checkpoint_manifest newest = save_checkpoint(t, root_, 2, 0);
-  ASSERT_EQ(latest_valid_checkpoint(root_, model_config_hash(c))->step, 2);
+  ASSERT_EQ(latest_valid_checkpoint(root_, c)->step, 2);
 
   GetParam().damage(checkpoint_dir_for(root_, 2), newest);
 
   std::vector<std::string> skipped;
-  auto m = latest_valid_checkpoint(root_, model_config_hash(c), &skipped);
+  auto m = latest_valid_checkpoint(root_, c, &skipped);
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->step, 1);
   ASSERT_EQ(skipped.size(), 1u);
@@ -208,13 +215,13 @@ TEST_F(ModelCheckpoint, CorruptUnitFileIsRefusedByTheReaderNamingTheFile) {
   reference_trainer t(c, data);
   t.train_step(0);
   const checkpoint_manifest m = save_checkpoint(t, root_, 1, 0);
-  const std::string path = unit_path(checkpoint_dir_for(root_, 1), m, "expert-2");
+  const std::string path = unit_path(checkpoint_dir_for(root_, 1), m, "expert2");
   flip_last_byte(path);
 
   reference_trainer fresh(c, data);
   const param_set before = fresh.experts()[2].params();
   try {
-    read_unit_file(root_, 1, *m.find("expert-2"), fresh.experts()[2].params(), fresh.experts()[2].optimizer());
+    read_unit_file(root_, 1, *m.find("expert2"), fresh.experts()[2].params(), fresh.experts()[2].optimizer());
     FAIL() << "a corrupt unit file was loaded";
   } catch (const checkpoint_error& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
@@ -231,7 +238,7 @@ TEST_F(ModelCheckpoint, ConfigHashMismatchIsAnErrorNamingBothHashes) {
   config other = c;
   other.model.d_ff = 16;
   try {
-    latest_valid_checkpoint(root_, model_config_hash(other));
+    latest_valid_checkpoint(root_, other);
     FAIL() << "a checkpoint of another model was accepted";
   } catch (const checkpoint_error& e) {
     const std::string what = e.what();
@@ -260,7 +267,7 @@ TEST_F(ModelCheckpoint, ResumingDiscardsTheNewerStepDirectories) {
   EXPECT_EQ(remove_checkpoints_after(root_, 4), 1);
   EXPECT_TRUE(fs::exists(checkpoint_dir_for(root_, 4)));
   EXPECT_FALSE(fs::exists(checkpoint_dir_for(root_, 6)));
-  EXPECT_EQ(latest_valid_checkpoint(root_, model_config_hash(c))->step, 4);
+  EXPECT_EQ(latest_valid_checkpoint(root_, c)->step, 4);
 }
 
 TEST_F(ModelCheckpoint, EpochNamesTheFileAndReplacedFilesOfOlderEpochsAreRemoved) {
@@ -272,7 +279,7 @@ TEST_F(ModelCheckpoint, EpochNamesTheFileAndReplacedFilesOfOlderEpochsAreRemoved
   EXPECT_EQ(m.find("dense")->file, "dense.e2.bin");
   EXPECT_TRUE(fs::exists(fs::path(checkpoint_dir_for(root_, 1)) / "dense.e2.bin"));
   EXPECT_FALSE(fs::exists(fs::path(checkpoint_dir_for(root_, 1)) / "dense.e0.bin"));
-  EXPECT_EQ(latest_valid_checkpoint(root_, model_config_hash(c))->epoch, 2);
+  EXPECT_EQ(latest_valid_checkpoint(root_, c)->epoch, 2);
 }
 
 // A unit file written for another layout, read into this one: a clear error naming the file.
@@ -298,7 +305,7 @@ TEST_P(ModelCheckpointLayout, UnitFileOfAnotherLayoutIsAClearError) {
   param_set wrong = init_expert_params(other.model, 0, 1);
   optimizer_state wrong_opt;
   wrong_opt.init(wrong);
-  const unit_file_info f = write_unit_file(root_, 5, 0, "expert-0", wrong, wrong_opt);
+  const unit_file_info f = write_unit_file(root_, 5, 0, "expert0", wrong, wrong_opt);
 
   param_set params = init_expert_params(c.model, 0, 1);
   optimizer_state opt;
@@ -308,7 +315,7 @@ TEST_P(ModelCheckpointLayout, UnitFileOfAnotherLayoutIsAClearError) {
     FAIL() << "a unit file of another layout was loaded";
   } catch (const checkpoint_error& e) {
     const std::string what = e.what();
-    EXPECT_NE(what.find("expert-0.e0.bin"), std::string::npos) << what;
+    EXPECT_NE(what.find("expert0.e0.bin"), std::string::npos) << what;
     EXPECT_NE(what.find(GetParam().says), std::string::npos) << what;
   }
 }
@@ -322,8 +329,8 @@ TEST_F(ModelCheckpoint, UnitFileHasTheDocumentedLayout) {
   optimizer_state opt;
   opt.init(params);
   opt.applied_steps = 4;
-  const unit_file_info f = write_unit_file(root_, 7, 1, "expert-1", params, opt);
-  EXPECT_EQ(f.file, "expert-1.e1.bin");
+  const unit_file_info f = write_unit_file(root_, 7, 1, "expert1", params, opt);
+  EXPECT_EQ(f.file, "expert1.e1.bin");
   const std::string path = (fs::path(checkpoint_dir_for(root_, 7)) / f.file).string();
   EXPECT_EQ(fs::file_size(path), f.size);
   EXPECT_EQ(file_checksum64(path), f.checksum);

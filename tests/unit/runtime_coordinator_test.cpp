@@ -12,6 +12,7 @@
 #include "coordinator/job_table.hpp"
 #include "coordinator/membership.hpp"
 #include "coordinator/placement.hpp"
+#include "actors/unit_layout.hpp"
 
 namespace glam {
 namespace {
@@ -50,6 +51,16 @@ TEST(RuntimeMembership, HeartbeatTimeoutExpiresOnlySilentWorkers) {
   EXPECT_EQ(m.remove_node("node-a").name, "");
 }
 
+// Empty when every shard and expert is hosted exactly once, else what is wrong.
+std::string placement_problem(const placement& p, std::int64_t shards, std::int64_t experts) {
+  try {
+    unit_layout::of(p, shards, experts);
+    return {};
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+}
+
 std::vector<worker_capacity> three_workers() {
   return {{"w0", "127.0.0.1", 1, 1.0, 0}, {"w1", "127.0.0.1", 2, 1.0, 0}, {"w2", "127.0.0.1", 3, 2.0, 0}};
 }
@@ -57,12 +68,12 @@ std::vector<worker_capacity> three_workers() {
 TEST(RuntimePlacement, GreedyPacksByFinishTimeAndHostsEveryUnitOnce) {
   unit_costs costs{4.0, 1.0, 0, 0};
   auto p = place_units(three_workers(), 2, 8, costs);
-  EXPECT_EQ(check_placement(p, 2, 8), "");
+  EXPECT_EQ(placement_problem(p, 2, 8), "");
   // The fast worker gets the most work; the result is a pure function of the inputs.
   double load[3] = {0, 0, 0};
   for (int w = 0; w < 3; ++w) load[w] = 4.0 * p[w].shards.size() + 1.0 * p[w].experts.size();
   EXPECT_GT(load[2], load[0]);
-  EXPECT_EQ(check_placement(place_units(three_workers(), 2, 8, costs), 2, 8), "");
+  EXPECT_EQ(placement_problem(place_units(three_workers(), 2, 8, costs), 2, 8), "");
   auto again = place_units(three_workers(), 2, 8, costs);
   for (int w = 0; w < 3; ++w) {
     EXPECT_EQ(again[w].shards, p[w].shards);
@@ -75,7 +86,7 @@ TEST(RuntimePlacement, MemoryLimitsAreRespectedAndNamed) {
   for (auto& w : ws) w.memory_limit = 100;
   unit_costs costs{1.0, 1.0, 60, 30};
   auto p = place_units(ws, 3, 3, costs);
-  EXPECT_EQ(check_placement(p, 3, 3), "");
+  EXPECT_EQ(placement_problem(p, 3, 3), "");
   for (const auto& a : p) EXPECT_LE(60 * a.shards.size() + 30 * a.experts.size(), 100u);
   try {
     place_units(ws, 4, 0, costs);
@@ -86,16 +97,32 @@ TEST(RuntimePlacement, MemoryLimitsAreRespectedAndNamed) {
   EXPECT_THROW(place_units({}, 1, 1, costs), std::runtime_error);
 }
 
+TEST(RuntimePlacement, AWorkerRunsABoundedNumberOfShards) {
+  // Each shard is a unit actor, a thread: 2000 shards on 2 workers would be 1000 threads each.
+  std::vector<worker_capacity> two{{"w0", "127.0.0.1", 1, 1.0, 0}, {"w1", "127.0.0.1", 2, 1.0, 0}};
+  auto p = place_units(two, 2 * max_shards_per_worker, 4, unit_costs{});
+  for (const auto& a : p) EXPECT_LE(static_cast<int>(a.shards.size()), max_shards_per_worker);
+  for (auto place : {+[](const std::vector<worker_capacity>& w) { return place_units(w, 2000, 4, unit_costs{}); },
+                     +[](const std::vector<worker_capacity>& w) { return random_placement(w, 2000, 4, 3); }}) {
+    try {
+      place(two);
+      ADD_FAILURE() << "2000 shards were placed on 2 workers";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("waits for more workers"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(RuntimePlacement, SeededRandomPlacementIsValidAndReproducible) {
   for (std::uint64_t seed = 1; seed < 20; ++seed) {
     auto p = random_placement(three_workers(), 3, 5, seed);
-    EXPECT_EQ(check_placement(p, 3, 5), "");
+    EXPECT_EQ(placement_problem(p, 3, 5), "");
     auto q = random_placement(three_workers(), 3, 5, seed);
     for (int w = 0; w < 3; ++w) EXPECT_EQ(p[w].experts, q[w].experts);
   }
   auto p = random_placement(three_workers(), 3, 5, 7);
   p[0].experts.push_back(99);
-  EXPECT_NE(check_placement(p, 3, 5), "");
+  EXPECT_NE(placement_problem(p, 3, 5), "");
 }
 
 TEST(RuntimeJobTable, PersistsJobsAndEpochAcrossRestarts) {
@@ -121,9 +148,9 @@ TEST(RuntimeJobTable, PersistsJobsAndEpochAcrossRestarts) {
   EXPECT_TRUE(fs::exists(t.job_dir(id) + "/metrics.jsonl"));
   auto& j2 = t.add("tiny", "[model]\n", 10);
   EXPECT_NE(j2.id, id);  // ids are never reused
-  auto& j3 = t.add("../../etc/x", "[model]\n", 10);
-  EXPECT_EQ(j3.id.find('/'), std::string::npos);  // a name cannot escape the state directory
-  EXPECT_NE(j3.id.front(), '.');
+  // A name cannot escape the state directory: names that are not plain are refused.
+  for (const char* bad : {"../../etc/x", "..", ".", "a/b", ""}) EXPECT_THROW(t.add(bad, "[model]\n", 10), std::invalid_argument) << bad;
+  EXPECT_THROW(t.add(std::string(300, 'n'), "[model]\n", 10), std::invalid_argument);
   fs::remove_all(dir);
 }
 

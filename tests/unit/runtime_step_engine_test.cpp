@@ -1,12 +1,14 @@
-// The step engines of several workers, wired by hand with messages delivered in a seeded
+// The step engines of a job's unit actors, wired by hand with messages delivered in a seeded
 // random order, give the reference train_step's losses and parameters bit for bit, for
-// every placement: placement invariance without sockets.
+// every placement: placement invariance without sockets. And an engine refuses a tensor
+// the layout does not send it, and applies a step once.
 #include <gtest/gtest.h>
 
 #include <map>
 #include <cstring>
 #include <random>
 
+#include "actors/unit_layout.hpp"
 #include "coordinator/placement.hpp"
 #include "worker/step_engine.hpp"
 #include "tests/unit/model_testing.hpp"
@@ -25,7 +27,7 @@ config engine_config() {
 
 struct in_flight {
   int to, from;
-  std::int64_t round;
+  round_id round;
   exchange_key key;
   tensor value;
 };
@@ -34,18 +36,16 @@ struct in_flight {
 // every message in a random order drawn from `seed`.
 class engine_cluster {
  public:
-  engine_cluster(const config& c, const std::vector<unit_assignment>& placement, std::uint64_t seed)
-      : cfg_(c), rng_(seed) {
-    auto layout = step_layout::from_placement(placement, c.cluster.shards, c.model.experts);
+  engine_cluster(const config& c, const placement& p, std::uint64_t seed) : cfg_(c), rng_(seed) {
+    auto layout = unit_layout::of(p, c.cluster.shards, c.model.experts);
     auto data = std::make_shared<synthetic_source>(c);
-    for (std::size_t w = 0; w < placement.size(); ++w)
-      engines_.push_back(std::make_unique<step_engine>(c, layout, static_cast<int>(w), data));
+    for (int a = 0; a < layout.size(); ++a) engines_.push_back(std::make_unique<step_engine>(c, layout, a, data));
   }
 
   std::vector<step_report> round(std::int64_t step, bool train) {
-    const std::int64_t wire = train ? step : -1 - step;
+    const round_id wire = train ? round_id::training(step) : round_id::validation(step);
     for (auto& e : engines_) {
-      e->begin(step, train);
+      e->begin(wire);
       collect(*e, wire);
     }
     while (!queue_.empty()) {
@@ -60,7 +60,7 @@ class engine_cluster {
     std::vector<step_report> out;
     for (auto& [w, r] : reports_) out.push_back(r);
     reports_.clear();
-    EXPECT_EQ(out.size(), engines_.size()) << "every worker reports";
+    EXPECT_EQ(out.size(), engines_.size()) << "every unit actor reports";
     return out;
   }
 
@@ -82,7 +82,7 @@ class engine_cluster {
   std::vector<std::unique_ptr<step_engine>>& engines() { return engines_; }
 
  private:
-  void collect(step_engine& e, std::int64_t wire) {
+  void collect(step_engine& e, const round_id& wire) {
     for (auto& o : e.take_outbox()) queue_.push_back({o.to, e.self(), wire, o.key, std::move(o.value)});
     if (auto r = e.take_report()) reports_[e.self()] = *r;
   }
@@ -181,15 +181,54 @@ TEST(ExchangeKey, RoundTripsAndRefusesGarbage) {
   EXPECT_FALSE(exchange_key::decode(std::int64_t{9} << 52).has_value());
 }
 
-TEST(StepEngine, RefusesTensorsThatDoNotFit) {
+TEST(StepEngine, RefusesTensorsThatTheLayoutDoesNotSend) {
   const config c = engine_config();
-  auto placement = place_units(workers(2), c.cluster.shards, c.model.experts, unit_costs{});
-  auto layout = step_layout::from_placement(placement, c.cluster.shards, c.model.experts);
-  step_engine e(c, layout, 0, std::make_shared<synthetic_source>(c));
-  e.begin(0, true);
-  EXPECT_THROW(e.receive(0, 1, {exchange_kind::forward_rows, 0, 0, 0}, tensor({3, 5})), std::runtime_error);
-  EXPECT_THROW(e.receive(0, 7, {exchange_kind::forward_rows, 0, 0, 0}, tensor()), std::invalid_argument);
-  EXPECT_THROW(e.receive(0, 1, {exchange_kind::grad_sum, 0, 0, 100000}, tensor({1, 1})), std::runtime_error);
+  auto layout = unit_layout::of(place_units(workers(2), c.cluster.shards, c.model.experts, unit_costs{}),
+                                c.cluster.shards, c.model.experts);
+  const int expert_actor = layout.expert_actors().front();
+  const int shard0 = layout.shard_actor(0), shard1 = layout.shard_actor(1);
+  step_engine experts(c, layout, expert_actor, std::make_shared<synthetic_source>(c));
+  const index rows = static_cast<index>(layout.actor(expert_actor).experts.size()) * expert_capacity(c);
+  // The expected shape, per sender and exchange: what the job implies, nothing else.
+  const exchange_key fwd{exchange_kind::forward_rows, 0, 0, 0};
+  EXPECT_EQ(experts.expected_shape(shard0, fwd), (std::vector<index>{rows, c.model.d_model}));
+  EXPECT_FALSE(experts.expected_shape(shard1, fwd)) << "shard 0's rows come from shard 0's actor only";
+  EXPECT_FALSE(experts.expected_shape(shard0, {exchange_kind::forward_rows, 99, 0, 0})) << "no MoE layer 99";
+  EXPECT_FALSE(experts.expected_shape(shard0, {exchange_kind::grad_sum, 0, 0, 0})) << "no dense state here";
+  EXPECT_FALSE(experts.expected_shape(77, fwd)) << "no unit actor 77";
+  experts.begin(round_id::training(0));
+  EXPECT_THROW(experts.receive(round_id::training(0), shard0, fwd, tensor({3, 5})), std::invalid_argument);
+  EXPECT_THROW(experts.receive(round_id::training(0), 77, fwd, tensor({0})), std::invalid_argument);
+  // The same shard's rows of one layer twice in a round: refused, not computed twice.
+  EXPECT_NO_THROW(experts.receive(round_id::training(0), shard0, fwd, tensor({0})));
+  EXPECT_THROW(experts.receive(round_id::training(0), shard0, fwd, tensor({0})), std::runtime_error);
+}
+
+TEST(StepEngine, HeldMessagesOfOtherRoundsAreBounded) {
+  const config c = engine_config();
+  auto layout = unit_layout::of(place_units(workers(2), c.cluster.shards, c.model.experts, unit_costs{}),
+                                c.cluster.shards, c.model.experts);
+  const int expert_actor = layout.expert_actors().front();
+  step_engine experts(c, layout, expert_actor, std::make_shared<synthetic_source>(c));
+  const exchange_key fwd{exchange_kind::forward_rows, 0, 0, 0};
+  // A peer that keeps sending rows of rounds that never begin fills a bounded queue only.
+  bool refused = false;
+  for (std::int64_t k = 1; k < 100000 && !refused; ++k) try {
+      experts.receive(round_id::training(k), layout.shard_actor(0), fwd, tensor({0}));
+    } catch (const std::runtime_error& e) {
+      refused = std::string(e.what()).find("held") != std::string::npos;
+    }
+  EXPECT_TRUE(refused);
+}
+
+TEST(StepEngine, AStepIsAppliedOnce) {
+  config c = engine_config();
+  c.cluster.shards = 1;
+  engine_cluster cluster(c, place_units(workers(1), c.cluster.shards, c.model.experts, unit_costs{}), 1);
+  bool skipped = false;
+  cluster.train(0, &skipped);
+  // finish() ran once in train(); a second decision for the same round is a bug.
+  for (auto& e : cluster.engines()) EXPECT_THROW(e->finish(true), std::logic_error);
 }
 
 }  // namespace
