@@ -17,6 +17,7 @@ const char* to_string(glam_errc code) {
     case glam_errc::job_conflict: return "job_conflict";
     case glam_errc::invalid_job: return "invalid_job";
     case glam_errc::cannot_host: return "cannot_host";
+    case glam_errc::unreachable: return "unreachable";
     case glam_errc::wrong_phase: return "wrong_phase";
     case glam_errc::internal: return "internal";
   }

@@ -25,7 +25,8 @@ enum class glam_errc : std::uint8_t {
   unknown_job,
   job_conflict,           // another job is active, or the job is already over
   invalid_job,            // the job file does not validate
-  cannot_host,            // a worker cannot host its units (data, memory, a peer)
+  cannot_host,            // a worker cannot host its units: the plan does not fit it (config, data, paths)
+  unreachable,            // a peer, or a snapshot to restore from, could not be reached (may pass)
   wrong_phase,            // the message does not fit the receiver's phase
   internal,               // a bug: an always-on check failed
 };

@@ -184,20 +184,62 @@ typename Inspector::result_type inspect(Inspector& f, worker_assignment& x) {
 
 using placement = std::vector<worker_assignment>;
 
-// A job as the coordinator hands it to its workers.
+// Where the units of a job get their state from when a placement starts: the one restore
+// path of a new job, a resubmitted one, a coordinator restart, a recovery and a migration
+// (docs/fault-tolerance.md).
+enum class restore_kind : std::uint8_t {
+  initial,     // the initial parameters (start_step 0)
+  checkpoint,  // the checkpoint of start_step in checkpoint_dir
+  snapshot,    // the in-memory snapshots of start_step, held by workers (sources)
+};
+
+// A unit's snapshot ("dense" or "expert<e>") and the worker holding it; a worker that
+// holds one itself uses its own.
+struct unit_source {
+  std::string unit;
+  std::string holder;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, unit_source& x) {
+  return f(caf::meta::type_name("glam_source"), x.unit, x.holder);
+}
+
+// A job as the coordinator hands it to its workers: every live worker, its units (none for
+// some: they still hold snapshots others may fetch), and where the state comes from.
 struct job_plan {
   job_tag tag;
   std::string config_toml;
   glam::placement units;
-  std::string checkpoint_dir;     // the job's checkpoints (every worker reaches it)
-  std::int64_t resume_step = -1;  // the checkpoint the units load (-1: initial parameters)
+  std::string checkpoint_dir;  // the job's checkpoints (every worker reaches it); empty: none
+  std::int64_t start_step = 0;  // the first step to run (steps completed)
+  restore_kind from = restore_kind::initial;
+  std::vector<unit_source> sources;  // restore_kind::snapshot
   std::int64_t inject_nonfinite_step = -1;  // fault injection for tests
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_plan& x) {
-  return f(caf::meta::type_name("glam_jobplan"), x.tag, x.config_toml, x.units, x.checkpoint_dir, x.resume_step,
-           x.inject_nonfinite_step);
+  return f(caf::meta::type_name("glam_jobplan"), x.tag, x.config_toml, x.units, x.checkpoint_dir, x.start_step,
+           x.from, x.sources, x.inject_nonfinite_step);
+}
+
+// A worker holds snapshots of `step` for these units (its own, or a buddy's copies).
+struct snapshot_held {
+  job_tag tag;
+  std::string worker;
+  std::int64_t step = 0;
+  std::vector<std::string> units;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, snapshot_held& x) {
+  return f(caf::meta::type_name("glam_held"), x.tag, x.worker, x.step, x.units);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, unit_snapshot& x) {
+  return f(caf::meta::type_name("glam_snapshot"), x.unit, x.step, x.checksum, x.bytes);
 }
 
 template <class Inspector>

@@ -30,6 +30,10 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<step_report>("glam_report");
   cfg.add_message_type<unit_file_info>("glam_unitfile");
   cfg.add_message_type<checkpoint_report>("glam_ckptreport");
+  cfg.add_message_type<unit_source>("glam_source");
+  cfg.add_message_type<snapshot_held>("glam_held");
+  cfg.add_message_type<unit_snapshot>("glam_snapshot");
+  cfg.add_message_type<blob_chunk>("glam_blob");
   register_error_category(cfg);
 }
 

@@ -1,8 +1,9 @@
 #pragma once
-// Tensors on the wire: a tensor travels as one or more chunks, each a raw block of floats
-// of bounded size (a CAF message peaks at 3-4x its payload in memory, and the wire format
-// caps a message at 4 GiB). A chunk is serialised as its header plus one raw block, not
-// float by float (caf-notes.md: ~45 MB/s float by float, ~800 MB/s raw).
+// Tensors and unit states on the wire: each travels as one or more chunks, each a raw block
+// of bounded size (a CAF message peaks at 3-4x its payload in memory, the wire format caps
+// a message at 4 GiB, and the relay refuses frames over 5 MiB). A chunk is serialised as its
+// header plus one raw block, not element by element (~45 MB/s element by element, ~800 MB/s
+// raw).
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -44,6 +45,46 @@ std::vector<tensor_chunk> split_tensor(const tensor& t, const job_tag& tag, cons
 // Collects the chunks of one tensor in any order; add() says why a chunk does not fit
 // (another shape than the one expected, overlap, out of bounds, oversized) instead of
 // trusting the sender. Nothing is allocated before the shape has been checked.
+// A unit's state (a snapshot, model/checkpoint.hpp's unit_snapshot) in chunks: to a buddy
+// worker that keeps a copy, or to a worker that fetches it to restore the unit.
+inline constexpr std::int64_t max_blob_chunk_bytes = std::int64_t{4} << 20;
+
+struct blob_chunk {
+  job_tag tag;
+  std::string unit;
+  std::int64_t step = 0;
+  std::uint64_t checksum = 0;  // of the whole state
+  std::uint64_t total = 0;     // bytes of the whole state
+  std::uint64_t offset = 0;
+  std::string data;            // raw block, at most max_blob_chunk_bytes
+};
+
+caf::error inspect(caf::serializer& f, blob_chunk& x);
+caf::error inspect(caf::deserializer& f, blob_chunk& x);
+
+std::vector<blob_chunk> split_state(const unit_snapshot& s, const job_tag& tag,
+                                    std::int64_t chunk_bytes = max_blob_chunk_bytes);
+
+// Collects the chunks of one unit state in any order, refusing a total over `max_total`
+// (what the job's layout makes of the unit) before allocating, and chunks that overlap, fall
+// outside or disagree; the whole must match its checksum.
+class state_assembler {
+ public:
+  explicit state_assembler(std::uint64_t max_total) : max_total_(max_total) {}
+  // Empty when accepted, else the reason.
+  std::string add(blob_chunk c);
+  bool complete() const { return started_ && received_ == state_.bytes.size(); }
+  // The state once complete; empty unit and the reason in *why when its checksum is wrong.
+  unit_snapshot take(std::string* why);
+
+ private:
+  std::uint64_t max_total_;
+  bool started_ = false;
+  unit_snapshot state_;
+  std::uint64_t received_ = 0;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges_;
+};
+
 class tensor_assembler {
  public:
   // expected: the shape the receiver's job implies for this tensor ({0} is always accepted

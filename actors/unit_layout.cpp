@@ -55,6 +55,20 @@ std::vector<int> unit_layout::actors_of_worker(const std::string& worker) const 
   return out;
 }
 
+int unit_layout::dense_keeper(const std::string& worker) const {
+  for (int a : actors_of_worker(worker))
+    if (!actors_[static_cast<std::size_t>(a)].shards.empty()) return a;
+  return -1;
+}
+
+std::vector<std::string> unit_layout::snapshot_units_of(const std::string& worker) const {
+  std::vector<std::string> out;
+  if (dense_keeper(worker) >= 0) out.push_back(dense_state_name());
+  for (int a : actors_of_worker(worker))
+    for (auto e : actors_[static_cast<std::size_t>(a)].experts) out.push_back(unit_id::expert(e).name());
+  return out;
+}
+
 std::vector<std::string> unit_names(const worker_assignment& a) {
   std::vector<std::string> out;
   for (auto s : a.shards) out.push_back(unit_id::shard(s).name());

@@ -43,6 +43,11 @@ class unit_layout {
   std::vector<int> expert_actors() const;  // unit actors hosting experts, ascending
   // The unit actors a worker runs, ascending.
   std::vector<int> actors_of_worker(const std::string& worker) const;
+  // The unit actor that snapshots the dense state on `worker`: its first shard's (-1 when the
+  // worker hosts no shard).
+  int dense_keeper(const std::string& worker) const;
+  // The snapshot units ("dense", "expert<e>") a worker keeps for the units it hosts.
+  std::vector<std::string> snapshot_units_of(const std::string& worker) const;
 
  private:
   std::vector<unit_actor_spec> actors_;

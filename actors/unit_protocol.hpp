@@ -16,10 +16,11 @@ using unit_actor = caf::typed_actor<
     // By unit actor number: the worker actor hosting it (a peer's, or its own).
     caf::reacts_to<peers_atom, std::vector<worker_actor>>,
     // A round (once per round), a checked chunk, the decision of a training round (once,
-    // after the report), the checkpoint of a step (once, between rounds).
+    // after the report; then a snapshot when asked), the checkpoint of a step (once, between
+    // rounds).
     caf::reacts_to<begin_atom, job_tag, round_id>,
     caf::reacts_to<tensor_chunk>,
-    caf::reacts_to<finish_atom, job_tag, round_id, bool>,
+    caf::reacts_to<finish_atom, job_tag, round_id, bool, bool>,
     caf::reacts_to<checkpoint_atom, job_tag, std::int64_t>>;
 
 }  // namespace glam

@@ -20,6 +20,7 @@ void add_worker_command(CLI::App& app);
 void add_submit_command(CLI::App& app);
 void add_status_command(CLI::App& app);
 void add_stop_command(CLI::App& app);
+void add_drain_command(CLI::App& app);
 
 // "load 1.23": the 1-minute load average, printed with every benchmark figure.
 std::string load_average();

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   glam::cli::add_submit_command(app);
   glam::cli::add_status_command(app);
   glam::cli::add_stop_command(app);
+  glam::cli::add_drain_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

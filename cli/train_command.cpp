@@ -19,6 +19,7 @@
 #include "coordinator/embedded_cluster.hpp"
 #include "model/checkpoint.hpp"
 #include "model/metrics.hpp"
+#include "model/step_schedule.hpp"
 #include "model/train_step.hpp"
 
 namespace glam::cli {
@@ -150,8 +151,7 @@ int run_train(const train_options& o) {
     if (!*metrics) throw std::runtime_error("cannot write the metrics file '" + o.metrics_path + "'");
   }
 
-  // fault.checkpoint_every = 0: one checkpoint, at the end.
-  const std::int64_t every = c.fault.checkpoint_every;
+  const step_schedule schedule(c);
   std::int64_t last_saved = o.resume ? first_step : -1;
   const auto checkpoint = [&](std::int64_t steps_done) {
     if (o.checkpoint_dir.empty() || steps_done == last_saved) return;
@@ -163,11 +163,10 @@ int run_train(const train_options& o) {
     step_metrics m = trainer.train_step(k);
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::optional<double> val;
-    if (c.train.eval_every > 0 && ((k + 1) % c.train.eval_every == 0 || k + 1 == c.train.steps))
-      val = trainer.evaluate(c.train.eval_batches);
+    if (schedule.evaluates_after(k)) val = trainer.evaluate(c.train.eval_batches);
     nlohmann::json line = report.record(m, seconds, val);
     if (metrics) *metrics << line.dump() << "\n" << std::flush;
-    if (every > 0 && (k + 1) % every == 0) checkpoint(k + 1);
+    if (schedule.checkpoints_at(k + 1)) checkpoint(k + 1);
   }
   checkpoint(c.train.steps);
   report.print_summary();

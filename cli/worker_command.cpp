@@ -10,6 +10,7 @@ namespace glam::cli {
 void add_worker_command(CLI::App& app) {
   auto o = std::make_shared<worker_daemon_options>();
   auto heartbeat_ms = std::make_shared<int>(500);
+  auto coordinator_timeout_s = std::make_shared<int>(300);
   auto encryption = std::make_shared<std::string>("auto");
   auto* sub = app.add_subcommand("worker", "Run a worker daemon that hosts units for the coordinator");
   sub->add_option("--coordinator", o->coordinator, "HOST:PORT of the coordinator")->required();
@@ -25,9 +26,17 @@ void add_worker_command(CLI::App& app) {
   sub->add_option("--heartbeat-ms", *heartbeat_ms, "Heartbeat interval")->capture_default_str()->check(
       CLI::Range(50, 60000));
   sub->add_option("--threads", o->threads, "Compute threads (default: all cores)")->check(CLI::PositiveNumber);
+  sub->add_option("--coordinator-timeout", *coordinator_timeout_s,
+                  "Seconds to look for a lost coordinator (a restart) before giving up")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
   add_encryption_option(*sub, *encryption);
-  sub->callback([o, heartbeat_ms, encryption] {
+  sub->add_option("--fault-at", o->fault_at,
+                  "Testing (GLAM_TESTING=1): kill, stop or cut off this worker at PHASE:STEP:ACTION")
+      ->group("");
+  sub->callback([o, heartbeat_ms, coordinator_timeout_s, encryption] {
     o->heartbeat = std::chrono::milliseconds(*heartbeat_ms);
+    o->coordinator_timeout = std::chrono::seconds(*coordinator_timeout_s);
     o->encryption = parse_encryption(*encryption);
     run_worker(*o);
   });

@@ -15,6 +15,7 @@
 #include "kernels/check.hpp"
 #include "model/checkpoint.hpp"
 #include "model/metrics.hpp"
+#include "model/step_schedule.hpp"
 
 namespace glam {
 
@@ -114,20 +115,23 @@ void fail_run(self_ptr self, const std::string& why) {
 }
 
 // Orders the driver's current round from every worker hosting units, with a deadline.
-void start_round(self_ptr self) {
+void start_round(self_ptr self, bool paced = false) {
   auto& s = self->state;
   auto& r = *s.run;
   if (r.driver->finished()) return end_job(self, *s.jobs->find(r.id), {}, job_state::finished);
+  ++s.pace_serial;
+  if (!paced && s.opts.min_round.count() > 0) {
+    const auto wait = r.round_start + s.opts.min_round - runtime_clock::now();
+    if (wait > runtime_clock::duration::zero())
+      return self->delayed_send(self, std::chrono::ceil<std::chrono::milliseconds>(wait), pace_atom::value, r.id,
+                                s.pace_serial);
+  }
   r.enter(job_phase::computing);
   for (const auto& a : r.plan.units)
     if (auto h = s.handles.find(a.worker); h != s.handles.end())
       self->send(h->second, begin_atom::value, r.plan.tag, r.driver->current());
   r.round_start = runtime_clock::now();
   arm_deadline(self);
-}
-
-bool checkpoint_due(const config& c, std::int64_t steps_done) {
-  return (c.fault.checkpoint_every > 0 && steps_done % c.fault.checkpoint_every == 0) || steps_done == c.train.steps;
 }
 
 // Orders every worker to write its units' files for the checkpoint of the steps done; the
@@ -187,6 +191,28 @@ std::string shut_down(self_ptr self) {
   return "bye";
 }
 
+void place_job(self_ptr self, job_record& j, const std::string& activity);
+
+// A step is committed (and checkpointed when due): the units move when a worker joined or
+// drains and the step's snapshots were taken, else the next round begins.
+void after_commit(self_ptr self) {
+  auto& s = self->state;
+  auto& r = *s.run;
+  const auto done = r.driver->steps_done();
+  if (r.migrate && r.snapshot_step == done && !r.driver->finished()) {
+    // Every worker holds its own units' snapshots of this step (its unit actors handed them
+    // over before they confirmed the step): they are where the units move from.
+    auto& ledger = s.ledgers[r.id];
+    const auto layout = unit_layout::of(r.plan.units, r.cfg.cluster.shards, r.cfg.model.experts);
+    for (const auto& a : r.plan.units)
+      for (const auto& unit : layout.snapshot_units_of(a.worker)) ledger.record(a.worker, unit, done);
+    r.event = {{"event", s.draining.empty() ? "join" : "drain"}};
+    r.event_start = runtime_clock::now();
+    return place_job(self, *s.jobs->find(r.id), "migrating");
+  }
+  start_round(self);
+}
+
 // Every unit actor reported (and, for a training step, applied the decision): commit the
 // round, record the step's metrics once it is complete, and go on.
 void complete_round(self_ptr self) {
@@ -210,7 +236,8 @@ void complete_round(self_ptr self) {
                    m.loss.aux, j->tokens_per_s, m.skipped ? ", skipped (gradients not finite)" : "",
                    done->val_loss ? fmt::format(", val_loss {:.6f}", *done->val_loss) : std::string());
     if (s.opts.on_step) s.opts.on_step(*j, line);
-    if (s.opts.checkpoints && checkpoint_due(r.cfg, r.driver->steps_done())) return start_checkpoint(self);
+    if (s.opts.checkpoints && step_schedule(r.cfg).checkpoints_at(r.driver->steps_done())) return start_checkpoint(self);
+    return after_commit(self);
   }
   start_round(self);
 }
@@ -236,10 +263,48 @@ running_job* run_of_unit_actor(self_ptr self, const job_tag& tag, const std::str
   return s.run.get();
 }
 
+// Writes the run's event (a recovery, join or drain) to the job's metrics once it is over:
+// done, or cut short by a recovery (`interrupted_by`).
+void record_event(self_ptr self, running_job& r, const std::string& interrupted_by = {}) {
+  auto& s = self->state;
+  if (r.event.is_object() && r.event.value("event", "") != "start") {
+    auto* j = s.jobs->find(r.id);
+    r.event["workers"] = j->workers;
+    r.event["bytes"] = r.bytes_moved;
+    r.event["seconds"] = std::chrono::duration<double>(runtime_clock::now() - r.event_start).count();
+    if (!interrupted_by.empty()) r.event["interrupted_by"] = interrupted_by;
+    s.jobs->append_metrics(r.id, r.event.dump());
+  }
+  r.event = nlohmann::json{};
+}
+
 bool phase_is(self_ptr self, const running_job& r, job_phase p) {
   if (r.phase == p) return true;
   ++self->state.refused.stale;
   return false;
+}
+
+// A global rollback (docs/fault-tolerance.md): a new epoch fences everything of the old
+// placement, the units are placed on the live workers, every unit restores the newest state
+// they all have (memory snapshots, else a checkpoint), and the job replays from there.
+// After too many failed attempts in a row the job fails with the reason.
+void recover(self_ptr self, const std::string& why) {
+  auto& s = self->state;
+  if (!s.run) return;
+  auto* j = s.jobs->find(s.run->id);
+  constexpr int max_attempts = 8;
+  if (++s.run->failed_placements > max_attempts)
+    return end_job(self, *j, why + "; " + std::to_string(max_attempts) + " recoveries in a row failed");
+  spdlog::warn("job {}: {} at step {}: recovering", j->id, why, j->step);
+  // A join or drain whose units were still moving ends here, and the recovery places them;
+  // a recovery that fails again goes on as the same event, timed from the first detection.
+  const std::string ongoing = s.run->event.is_object() ? s.run->event.value("event", "") : "";
+  if (ongoing != "recovery") {
+    if (s.run->phase == job_phase::placing) record_event(self, *s.run, why);
+    s.run->event = {{"event", "recovery"}, {"reason", why}};
+    s.run->event_start = runtime_clock::now();
+  }
+  place_job(self, *j, "recovering");
 }
 
 void worker_lost(self_ptr self, const member& m, const std::string& how, bool tell_it = false) {
@@ -256,13 +321,19 @@ void worker_lost(self_ptr self, const member& m, const std::string& how, bool te
   s.hosted.erase(m.name);
   s.members.touch();
   spdlog::warn("membership: worker {} ({}:{}) {}; {} workers left", m.name, m.host, m.port, how, s.members.size());
-  if (auto* j = s.jobs->active(); j && j->state == job_state::running) {
-    auto epoch = s.jobs->bump_epoch();
-    end_job(self, *j,
-            "worker " + m.name + " (" + m.host + ":" + std::to_string(m.port) + ") " + how + " at step " +
-                std::to_string(j->step + 1) + " (epoch " + std::to_string(epoch) +
-                "); the last checkpoint is kept: submit the job again to resume");
+  for (auto& [job, ledger] : s.ledgers) ledger.forget_worker(m.name);
+  if (auto d = s.draining.find(m.name); d != s.draining.end()) {
+    for (auto& rp : d->second) rp.deliver("worker " + m.name + " " + how);
+    s.draining.erase(d);
   }
+  // A worker of the running job's plan is lost: a global rollback onto the survivors. One
+  // without units (drained, or kept for the snapshots it holds) matters only while the
+  // units are being placed, when they may fetch from it.
+  if (s.run && std::any_of(s.run->plan.units.begin(), s.run->plan.units.end(), [&](const worker_assignment& a) {
+        return a.worker == m.name &&
+               (s.run->phase == job_phase::placing || !a.shards.empty() || !a.experts.empty());
+      }))
+    recover(self, "worker " + m.name + " (" + m.host + ":" + std::to_string(m.port) + ") " + how);
 }
 
 std::string checkpoint_dir_of(const coordinator_state& s, const config& c) {
@@ -271,9 +342,149 @@ std::string checkpoint_dir_of(const coordinator_state& s, const config& c) {
   return root + "/" + c.name;  // a valid name: one path component, not "." or ".."
 }
 
-void hosted_by(self_ptr self, const std::string& id, const std::string& worker);
+void hosted_by(self_ptr self, const std::string& id, const std::string& worker, std::uint64_t bytes);
 
-// Places the active pending job on the live workers and asks each to host its units.
+std::vector<std::string> snapshot_units(const config& c) {
+  std::vector<std::string> out{dense_state_name()};
+  for (index e = 0; e < (c.model.moe_as_dense_relu ? 0 : c.model.experts); ++e) out.push_back(unit_id::expert(e).name());
+  return out;
+}
+
+// How many units have another worker in `now` than in `before`.
+int units_moved(const placement& before, const placement& now) {
+  std::map<std::string, std::string> owner;
+  for (const auto& a : before)
+    for (const auto& u : unit_names(a)) owner[u] = a.worker;
+  int moved = 0;
+  for (const auto& a : now)
+    for (const auto& u : unit_names(a)) moved += owner.count(u) == 0 || owner[u] != a.worker;
+  return moved;
+}
+
+// The one restore path (docs/fault-tolerance.md): a job that starts, is submitted again,
+// comes back after a coordinator restart, recovers from a lost worker or moves its units
+// is placed on the live workers (draining ones excepted), in a new epoch, and every unit
+// restores the newest state there is — the in-memory snapshots of a step every unit has on
+// a live worker, at or before the last committed step; else the newest valid checkpoint;
+// else the initial parameters — and the job trains on (or replays) from there.
+void place_job(self_ptr self, job_record& j, const std::string& activity) {
+  auto& s = self->state;
+  const config c = parse_config_string(j.config_toml, j.id);  // validated at submit
+  const index experts = c.model.moe_as_dense_relu ? 0 : c.model.experts;
+  const placement before = s.run ? s.run->plan.units : placement{};
+  const bool ongoing = s.run && !s.run->event.is_null();
+  const auto event_start = ongoing ? s.run->event_start : runtime_clock::now();
+  nlohmann::json keep_event = ongoing ? std::move(s.run->event) : nlohmann::json{{"event", "start"}};
+  const int failures = s.run ? s.run->failed_placements : 0;
+  auto wait = [&](const std::string& why) {
+    if (j.waiting != why) spdlog::info("job {} waits: {}", j.id, why);
+    j.state = job_state::pending;
+    j.waiting = why;
+    s.jobs->persist();
+    s.run.reset();
+  };
+  std::vector<worker_capacity> caps;
+  std::set<std::string> live;
+  for (const auto* m : s.members.workers()) {
+    live.insert(m->name);
+    if (!s.draining.count(m->name)) caps.push_back({m->name, m->host, m->port, m->stats.gflops > 0 ? m->stats.gflops : 1.0, 0});
+  }
+  if (caps.empty()) return wait("no workers: start one with glam worker");
+  placement units;
+  try {
+    units = s.opts.random_placement_seed != 0 ? random_placement(caps, c.cluster.shards, experts, s.opts.random_placement_seed)
+                                              : place_units(caps, c.cluster.shards, experts, unit_costs{});
+  } catch (const std::exception& e) {
+    return wait(e.what());
+  }
+  // Every live worker is in the plan, those without units too: they hold snapshots others
+  // may fetch (a draining worker, a survivor).
+  for (const auto* m : s.members.workers())
+    if (std::none_of(units.begin(), units.end(), [&](const worker_assignment& a) { return a.worker == m->name; }))
+      units.push_back({m->name, m->host, m->port, {}, {}});
+
+  // The restore point.
+  const auto dir = checkpoint_dir_of(s, c);
+  const std::int64_t committed = j.step;
+  auto snapshot = s.ledgers[j.id].newest_complete(snapshot_units(c), live, committed);
+  std::optional<checkpoint_manifest> checkpoint;
+  if (s.opts.resume || activity != "starting") try {
+      std::vector<std::string> skipped;
+      checkpoint = latest_valid_checkpoint(dir, c, &skipped);
+      for (const auto& why : skipped) spdlog::warn("job {}: checkpoint skipped: {}", j.id, why);
+    } catch (const std::exception& e) {
+      return end_job(self, j, e.what());
+    }
+  job_plan plan;
+  plan.config_toml = j.config_toml;
+  plan.units = units;
+  plan.checkpoint_dir = s.opts.checkpoints ? dir : std::string();
+  plan.inject_nonfinite_step = s.opts.inject_nonfinite_step;
+  if (snapshot && (!checkpoint || snapshot->step >= checkpoint->step)) {
+    plan.from = restore_kind::snapshot;
+    plan.start_step = snapshot->step;
+    for (const auto& [unit, holders] : snapshot->holders) plan.sources.push_back({unit, holders.front()});
+  } else if (checkpoint) {
+    plan.from = restore_kind::checkpoint;
+    plan.start_step = checkpoint->step;
+    plan.checkpoint_dir = dir;
+  }
+  if (plan.from != restore_kind::snapshot && checkpoint) remove_checkpoints_after(dir, checkpoint->step);
+  plan.tag = {j.id, s.jobs->bump_epoch()};
+
+  j.state = job_state::running;
+  j.waiting.clear();
+  j.step = plan.start_step;
+  j.workers.clear();
+  for (const auto& a : units) j.workers.push_back(a.worker);
+  s.jobs->truncate_metrics(j.id, j.step);
+  s.jobs->persist();
+  const char* from = plan.from == restore_kind::snapshot ? "memory snapshots" : plan.from == restore_kind::checkpoint ? "the checkpoint" : "the initial parameters";
+  spdlog::info("job {} ({}): epoch {}, from {} of step {}", j.id, activity, plan.tag.epoch, from, plan.start_step);
+
+  auto run = std::make_unique<running_job>();
+  run->id = j.id;
+  run->cfg = c;
+  run->plan = plan;
+  run->activity = activity;
+  run->flops_per_token = double(make_plan(c, 1).flops_per_token_train);
+  run->event = std::move(keep_event);
+  run->event_start = event_start;
+  run->failed_placements = failures;
+  run->event["epoch"] = plan.tag.epoch;
+  run->event["from_step"] = plan.start_step;
+  run->event["steps_replayed"] = committed - plan.start_step;
+  run->event["restored_from"] = from;
+  run->event["units_moved"] = units_moved(before, units);
+  for (const auto& a : units) run->waiting_hosts.insert(a.worker);
+  s.run = std::move(run);
+  s.hosted.clear();
+  for (const auto& a : units) {
+    auto& hosted = s.hosted[a.worker];
+    hosted = unit_names(a);
+    std::string list;
+    for (const auto& u : hosted) list += (list.empty() ? "" : " ") + u;
+    spdlog::info("placement: job {} epoch {}: {} hosts [{}]", j.id, plan.tag.epoch, a.worker, list);
+    auto h = s.handles.find(a.worker);
+    if (h == s.handles.end()) continue;
+    auto id = j.id;
+    auto epoch = plan.tag.epoch;
+    auto worker = a.worker;
+    // Twice the usual deadline: the worker first connects to its peers, each with half.
+    self->request(h->second, 2 * s.opts.request_timeout, host_atom::value, plan)
+        .then([self, id, worker](std::uint64_t bytes) { hosted_by(self, id, worker, bytes); },
+              [self, id, epoch, worker](const caf::error& e) {
+                auto& s = self->state;
+                if (!s.run || s.run->id != id || s.run->plan.tag.epoch != epoch) return;
+                if (e.category() == glam_error_category && e.code() == static_cast<std::uint8_t>(glam_errc::cannot_host))
+                  return fail_run(self, "worker " + worker + " cannot host its units: " + error_text(e));
+                recover(self, "worker " + worker + " could not take its part of the placement (" + error_text(e) + ")");
+              });
+  }
+}
+
+// Places the active pending job once the workers have settled (after a restart: once the
+// workers that ran it are back, or the grace is over).
 void try_start(self_ptr self) {
   auto& s = self->state;
   auto* j = s.jobs->active();
@@ -282,73 +493,19 @@ void try_start(self_ptr self) {
     j->waiting = "no workers: start one with glam worker";
     return;
   }
-  const config c = parse_config_string(j->config_toml, j->id);  // validated at submit
-  const index experts = c.model.moe_as_dense_relu ? 0 : c.model.experts;
-  std::vector<worker_capacity> caps;
-  for (const auto* m : s.members.workers())
-    caps.push_back({m->name, m->host, m->port, m->stats.gflops > 0 ? m->stats.gflops : 1.0, 0});
-  placement units;
-  try {
-    units = s.opts.random_placement_seed != 0 ? random_placement(caps, c.cluster.shards, experts, s.opts.random_placement_seed)
-                                              : place_units(caps, c.cluster.shards, experts, unit_costs{});
-    units.erase(std::remove_if(units.begin(), units.end(),
-                               [](const worker_assignment& a) { return a.shards.empty() && a.experts.empty(); }),
-                units.end());
-  } catch (const std::exception& e) {
-    if (j->waiting != e.what()) spdlog::info("job {} waits: {}", j->id, e.what());
-    j->waiting = e.what();
+  const bool all_back = std::all_of(j->workers.begin(), j->workers.end(),
+                                    [&](const std::string& w) { return s.members.by_name(w) != nullptr; });
+  if (!all_back && runtime_clock::now() - s.started < s.opts.rejoin_grace) {
+    j->waiting = "waiting for the workers that ran it to come back";
     return;
   }
-  // A job goes on from the newest valid checkpoint of its name (a torn or corrupt one is
-  // skipped: the one before it is used), else from its initial parameters.
-  const auto dir = checkpoint_dir_of(s, c);
-  std::optional<checkpoint_manifest> resume;
-  if (s.opts.resume) try {
-      std::vector<std::string> skipped;
-      resume = latest_valid_checkpoint(dir, c, &skipped);
-      for (const auto& why : skipped) spdlog::warn("job {}: checkpoint skipped: {}", j->id, why);
-      if (resume) remove_checkpoints_after(dir, resume->step);
-    } catch (const std::exception& e) {
-      return end_job(self, *j, e.what());
-    }
-  j->state = job_state::running;
-  j->waiting.clear();
-  j->step = resume ? resume->step : 0;
-  s.jobs->truncate_metrics(j->id, j->step);
-  if (resume) spdlog::info("job {}: resuming from the checkpoint of step {} in {}", j->id, resume->step, dir);
-  s.jobs->persist();
-  auto run = std::make_unique<running_job>();
-  run->id = j->id;
-  run->cfg = c;
-  run->plan = job_plan{{j->id, s.jobs->epoch()}, j->config_toml, units, s.opts.checkpoints ? dir : std::string(),
-                       resume ? resume->step : -1, s.opts.inject_nonfinite_step};
-  run->flops_per_token = double(make_plan(c, 1).flops_per_token_train);
-  for (const auto& a : units) run->waiting_hosts.insert(a.worker);
-  s.run = std::move(run);
-  for (const auto& a : units) {
-    auto& hosted = s.hosted[a.worker];
-    hosted = unit_names(a);
-    std::string list;
-    for (const auto& u : hosted) list += (list.empty() ? "" : " ") + u;
-    spdlog::info("placement: job {} epoch {}: {} hosts [{}]", j->id, s.jobs->epoch(), a.worker, list);
-    auto h = s.handles.find(a.worker);
-    if (h == s.handles.end()) continue;
-    auto id = j->id;
-    auto worker = a.worker;
-    // Twice the usual deadline: the worker first connects to its peers, each with half.
-    self->request(h->second, 2 * s.opts.request_timeout, host_atom::value, s.run->plan)
-        .then([self, id, worker](const std::string&) { hosted_by(self, id, worker); },
-              [self, id, worker](const caf::error& e) {
-                auto& s = self->state;
-                if (!s.run || s.run->id != id) return;
-                fail_run(self, "worker " + worker + " cannot host its units: " + error_text(e));
-              });
-  }
+  place_job(self, *j, "starting");
 }
 
-void hosted_by(self_ptr self, const std::string& id, const std::string& worker) {
+void hosted_by(self_ptr self, const std::string& id, const std::string& worker, std::uint64_t bytes) {
   auto& s = self->state;
   if (!s.run || s.run->id != id || s.run->phase != job_phase::placing) return;
+  s.run->bytes_moved += bytes;
   s.run->waiting_hosts.erase(worker);
   if (!s.run->waiting_hosts.empty()) return;
   // Every unit actor reports every round.
@@ -356,8 +513,18 @@ void hosted_by(self_ptr self, const std::string& id, const std::string& worker) 
   const auto layout = unit_layout::of(s.run->plan.units, s.run->cfg.cluster.shards, s.run->cfg.model.experts);
   for (const auto& a : layout.actors()) unit_actors.push_back(a.name);
   auto* j = s.jobs->find(id);
-  s.run->driver = std::make_unique<step_driver>(s.run->cfg, unit_actors, j->step);
+  auto& r = *s.run;
+  r.driver = std::make_unique<step_driver>(r.cfg, unit_actors, j->step);
+  r.failed_placements = 0;
   spdlog::info("job {}: every unit hosted; training from step {}", id, j->step);
+  record_event(self, r);
+  // Drained workers host nothing now: they may go.
+  for (auto d = s.draining.begin(); d != s.draining.end();) {
+    auto h = s.handles.find(d->first);
+    if (h != s.handles.end()) self->send(h->second, drained_atom::value);
+    for (auto& rp : d->second) rp.deliver("worker " + d->first + " drained");
+    d = s.draining.erase(d);
+  }
   start_round(self);
 }
 
@@ -400,6 +567,14 @@ std::string job_json(const job_record& j) {
   return o.dump();
 }
 
+// The job's activity as status shows it: recovering or migrating while the units are being
+// placed again, else its phase.
+std::string activity_of(const coordinator_state& s, const job_record& j) {
+  if (!s.run || s.run->id != j.id) return {};
+  if (s.run->phase == job_phase::placing) return s.run->activity;
+  return to_string(s.run->phase);
+}
+
 std::string status_json(const coordinator_state& s) {
   nlohmann::json o;
   auto refused = s.refused;
@@ -438,7 +613,12 @@ std::string status_json(const coordinator_state& s) {
   o["jobs"] = nlohmann::json::array();
   const auto& jobs = s.jobs->jobs();
   const std::size_t first = jobs.size() > status_jobs ? jobs.size() - status_jobs : 0;
-  for (std::size_t i = first; i < jobs.size(); ++i) o["jobs"].push_back(nlohmann::json::parse(job_json(jobs[i])));
+  for (std::size_t i = first; i < jobs.size(); ++i) {
+    auto j = nlohmann::json::parse(job_json(jobs[i]));
+    j["activity"] = activity_of(s, jobs[i]);
+    if (s.run && s.run->id == jobs[i].id) j["epoch"] = s.run->plan.tag.epoch;
+    o["jobs"].push_back(j);
+  }
   return o.dump();
 }
 
@@ -517,6 +697,10 @@ coordinator_actor::behavior_type coordinator_behavior(self_ptr self, coordinator
         self->monitor(handle);
         spdlog::info("membership: worker {} joined from {}:{}; {} workers", hello->name, hello->listen_host,
                      hello->listen_port, s.members.size());
+        if (s.run && s.run->phase != job_phase::placing) {
+          spdlog::info("job {}: units move to {} at the next step boundary", s.run->id, hello->name);
+          s.run->migrate = true;
+        }
         return "registered as " + hello->name;
       },
       [self](heartbeat_atom, const worker_stats& st) {
@@ -527,6 +711,43 @@ coordinator_actor::behavior_type coordinator_behavior(self_ptr self, coordinator
         if (!from_member(self)) return;
         auto m = self->state.members.remove_node(sender_actor(self));
         if (!m.name.empty()) worker_lost(self, m, "left");
+      },
+      [self](const snapshot_held& held) {
+        auto& s = self->state;
+        if (!from_member(self)) return;
+        const auto* m = s.members.by_node(sender_actor(self));
+        auto* j = s.jobs->find(held.tag.job);
+        if (!j || is_final(j->state) || held.step < 0 || held.step > j->steps) {
+          ++s.refused.stale;
+          return;
+        }
+        const config c = parse_config_string(j->config_toml, j->id);
+        const auto known = snapshot_units(c);
+        for (const auto& unit : held.units) {
+          if (std::find(known.begin(), known.end(), unit) == known.end()) {
+            ++s.refused.malformed;
+            continue;
+          }
+          s.ledgers[j->id].record(m->name, unit, held.step);
+        }
+      },
+      [self](drain_atom, const std::string& worker) -> caf::result<std::string> {
+        auto& s = self->state;
+        if (!admitted(self)) return make_error(glam_errc::not_authenticated, "not authenticated");
+        auto h = s.handles.find(worker);
+        if (h == s.handles.end())
+          return make_error(glam_errc::unknown_job, "no worker named '" + worker.substr(0, 80) + "': see glam status");
+        auto rp = self->make_response_promise<std::string>();
+        s.draining[worker].push_back(rp);
+        if (s.run && s.hosted.count(worker) && !s.hosted[worker].empty()) {
+          spdlog::info("worker {} drains: its units move at the next step boundary", worker);
+          s.run->migrate = true;
+        } else {
+          self->send(h->second, drained_atom::value);
+          for (auto& p : s.draining[worker]) p.deliver("worker " + worker + " drained");
+          s.draining.erase(worker);
+        }
+        return rp;
       },
       [self](tick_atom) {
         auto& s = self->state;
@@ -556,9 +777,13 @@ coordinator_actor::behavior_type coordinator_behavior(self_ptr self, coordinator
         if (!r->driver->current().train) return complete_round(self);
         r->enter(job_phase::applying);
         const bool apply = r->driver->apply();
+        // Snapshots after the update: every fault.snapshot_every steps, and before units move.
+        const std::int64_t after = rep.round.step + 1;
+        const bool snapshot = step_schedule(r->cfg).snapshots_at(after) || r->migrate;
+        r->snapshot_step = snapshot ? after : -1;
         for (const auto& a : r->plan.units)
           if (auto h = s.handles.find(a.worker); h != s.handles.end())
-            self->send(h->second, finish_atom::value, r->plan.tag, rep.round, apply);
+            self->send(h->second, finish_atom::value, r->plan.tag, rep.round, apply, snapshot);
       },
       [self](applied_atom, const job_tag& tag, const round_id& round, const std::string& unit_actor) {
         auto* r = run_of_unit_actor(self, tag, unit_actor);
@@ -589,7 +814,14 @@ coordinator_actor::behavior_type coordinator_behavior(self_ptr self, coordinator
           fail_run(self, std::string("cannot write the checkpoint manifest: ") + e.what());
         }
         if (s.shutdown.pending()) return (void)s.shutdown.deliver(shut_down(self));
-        if (s.run) start_round(self);
+        if (s.run) after_commit(self);
+      },
+      [self](pace_atom, const std::string& id, std::int64_t serial) {
+        auto& s = self->state;
+        if (!from_self(self)) return;
+        // Stale when the job moved on meanwhile (a recovery places it anew).
+        if (!s.run || s.run->id != id || serial != s.pace_serial || s.run->phase == job_phase::placing) return;
+        start_round(self, true);
       },
       [self](deadline_atom, const std::string& id, std::int64_t serial) {
         auto& s = self->state;
@@ -598,9 +830,12 @@ coordinator_actor::behavior_type coordinator_behavior(self_ptr self, coordinator
         const auto what = s.run->phase == job_phase::checkpointing
                               ? "the checkpoint of step " + std::to_string(s.run->checkpoint_step) + " was not written"
                               : s.run->driver->current().describe() + " did not complete";
-        fail_run(self, what + " within " + std::to_string(s.opts.step_timeout.count()) +
-                           " ms; the last checkpoint is kept");
-        if (s.shutdown.pending()) s.shutdown.deliver(shut_down(self));
+        if (s.shutdown.pending()) {
+          fail_run(self, what + " within " + std::to_string(s.opts.step_timeout.count()) + " ms");
+          return (void)s.shutdown.deliver(shut_down(self));
+        }
+        // A worker may be cut off from its peers: roll back and try again.
+        recover(self, what + " within " + std::to_string(s.opts.step_timeout.count()) + " ms");
       },
       [self](submit_atom, const std::string& toml, const std::string& source) -> caf::result<std::string> {
         auto& s = self->state;

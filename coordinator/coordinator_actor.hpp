@@ -18,17 +18,20 @@
 //
 // The running job's phases (running_job::enter checks every transition against this table):
 //
-//     placing ──every worker hosts its units──> computing <─────────────────────────┐
+//   ┌─> placing ──every worker hosts its units──> computing <─────────────────────────┐
 //                                                │  ^  │                            │
 //                        a validation round done │  │  │ a training round reported  │
 //                        (the next one begins) ──┘  │  v                            │
 //                                                   │  applying ──every unit actor ─┤
 //                                                   │              applied, no      │
 //                                                   │              checkpoint due   │
-//                                                   └── checkpointing <─────────────┘
-//                                                       (a checkpoint is due after a
-//                                                        step and its validation)
-//   Any phase ends with the job: finished, failed, stopped, or a worker lost.
+//   │                                               └── checkpointing <─────────────┘
+//   │                                                   (a checkpoint is due after a
+//   │                                                    step and its validation)
+//   └── any phase: a worker lost, a round past its deadline (recovering: a global rollback
+//       to the newest restore point), or a worker joined or drains (migrating, at a step
+//       boundary): a new epoch and placement, the units' state restored, the job goes on.
+//   Any phase ends with the job: finished, failed or stopped.
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -47,6 +50,7 @@
 #include "actors/worker_protocol.hpp"
 #include "coordinator/job_table.hpp"
 #include "coordinator/membership.hpp"
+#include "coordinator/snapshot_ledger.hpp"
 #include "coordinator/step_driver.hpp"
 
 namespace glam {
@@ -64,9 +68,16 @@ struct coordinator_options {
   // A pending job starts once the members have been stable this long, so that a job resumed
   // after a restart, or submitted while workers start, is placed on all of them.
   std::chrono::milliseconds settle{1000};
-  // A round (step or validation batch) or a checkpoint that takes longer fails the job,
-  // naming what did not complete.
+  // A round (step or validation batch) or a checkpoint that takes longer is rolled back and
+  // retried (a worker may be cut off); one that does it again and again fails the job.
   std::chrono::milliseconds step_timeout{300000};
+  // Paces rounds, so that a tiny job lasts long enough for a person (glam chaos) or a test
+  // to act on it while it runs: a round starts at least this long after the previous one
+  // began (0: at once). The results do not change.
+  std::chrono::milliseconds min_round{0};
+  // After a restart, how long a resumed job waits for the workers that ran it to come back
+  // (they hold its snapshots) before it is placed on those there are.
+  std::chrono::milliseconds rejoin_grace{10000};
   // The sgemm rate the MFU of the metrics is measured against (0: not measured, no MFU).
   double sgemm_flops = 0;
   // Where jobs' checkpoints go: checkpoint_root/<job name> (empty: STATE/checkpoints), or
@@ -98,6 +109,7 @@ struct running_job {
   config cfg;
   job_plan plan;
   job_phase phase = job_phase::placing;
+  std::string activity;  // why it is placing: "starting", "recovering" or "migrating"
   std::set<std::string> waiting_hosts;
   std::unique_ptr<step_driver> driver;
   double flops_per_token = 0;
@@ -106,6 +118,13 @@ struct running_job {
   std::set<std::string> checkpoint_waiting;  // unit actors still writing
   std::vector<unit_file_info> checkpoint_files;
   std::int64_t deadline_serial = 0;  // tells a phase's deadline from a later one's
+  // Fault tolerance and elasticity.
+  bool migrate = false;             // re-place at the next step boundary (a worker joined or drains)
+  std::int64_t snapshot_step = -1;  // the step whose snapshots the last finish asked for
+  nlohmann::json event;             // the recovery or migration under way, for the metrics
+  runtime_clock::time_point event_start;
+  std::uint64_t bytes_moved = 0;    // snapshot bytes the workers fetched to restore
+  int failed_placements = 0;        // in a row; the job fails after too many
 
   // Moves to phase `to`; a transition outside the table is a bug (always-on check).
   void enter(job_phase to);
@@ -116,6 +135,13 @@ struct coordinator_state {
   std::unique_ptr<auth_gate> gate;
   std::unique_ptr<job_table> jobs;
   membership members;
+  std::int64_t pace_serial = 0;  // tells a paced round's start from a later one's
+  runtime_clock::time_point started = runtime_clock::now();
+  // Which worker holds which snapshot, by job (kept across epochs and coordinator-side
+  // placements; after a restart, rebuilt from what the workers report).
+  std::map<std::string, snapshot_ledger> ledgers;
+  // Workers being drained, and the clients waiting for it.
+  std::map<std::string, std::vector<caf::typed_response_promise<std::string>>> draining;
   std::map<std::string, worker_actor> handles;  // worker name -> its actor
   std::map<std::string, std::vector<std::string>> hosted;  // worker name -> unit names
   refusal_counts refused;

@@ -35,6 +35,8 @@ int run_coordinator(const coordinator_daemon_options& o) {
   co.secret = secret;
   co.checkpoint_root = checkpoint_root;
   co.heartbeat_timeout = o.heartbeat_timeout;
+  co.step_timeout = o.step_timeout;
+  co.min_round = o.min_round;
   co.random_placement_seed = o.random_placement_seed;
   co.listen = host;
   co.daemon_relay = the_relay;

@@ -14,6 +14,9 @@ struct coordinator_daemon_options {
   // Where jobs' checkpoints go (empty: STATE/checkpoints); every worker must reach it.
   std::string checkpoint_root;
   std::chrono::milliseconds heartbeat_timeout{3000};
+  std::chrono::milliseconds step_timeout{300000};
+  // Paces rounds: one starts at least this long after the previous one began (0: no pacing).
+  std::chrono::milliseconds min_round{0};
   relay_encryption encryption = relay_encryption::off_loopback;
   // Testing: place units by a seeded random draw instead of the planner (0: planner).
   std::uint64_t random_placement_seed = 0;

@@ -88,6 +88,7 @@ job_table::job_table(std::string state_dir) : dir_(std::move(state_dir)) {
       rec.step = r.at("step");
       rec.loss = r.value("loss", 0.0);
       rec.error = r.value("error", "");
+      rec.workers = r.value("workers", std::vector<std::string>{});
       jobs_.push_back(rec);
     }
   } catch (const std::exception& e) {
@@ -148,8 +149,8 @@ void job_table::persist() const {
   j["next_id"] = next_id_;
   j["jobs"] = nlohmann::json::array();
   for (const auto& r : jobs_)
-    j["jobs"].push_back({{"id", r.id}, {"name", r.name}, {"state", to_string(r.state)}, {"steps", r.steps},
-                         {"step", r.step}, {"loss", r.loss}, {"error", r.error}});
+    j["jobs"].push_back({{"id", r.id},     {"name", r.name}, {"state", to_string(r.state)}, {"steps", r.steps},
+                         {"step", r.step}, {"loss", r.loss}, {"error", r.error},              {"workers", r.workers}});
   write_durably(dir_ + "/jobs.json", j.dump(2));
 }
 

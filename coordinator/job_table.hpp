@@ -30,6 +30,7 @@ struct job_record {
   double tokens_per_s = 0;
   std::string error;           // why it failed or stopped
   std::string waiting;         // why a pending job has not started (not persisted)
+  std::vector<std::string> workers;  // the workers of its last placement (they hold its snapshots)
 };
 
 class job_table {

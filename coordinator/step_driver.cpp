@@ -5,14 +5,9 @@
 namespace glam {
 
 step_driver::step_driver(const config& c, std::vector<std::string> unit_actors, std::int64_t first_step)
-    : cfg_(c), unit_actors_(std::move(unit_actors)), steps_done_(first_step) {
+    : cfg_(c), schedule_(c), unit_actors_(std::move(unit_actors)), steps_done_(first_step) {
   round_ = round_id::training(first_step);
   finished_ = first_step >= c.train.steps;
-}
-
-bool step_driver::eval_due(std::int64_t step) const {
-  const auto& t = cfg_.train;
-  return t.eval_every > 0 && t.eval_batches > 0 && ((step + 1) % t.eval_every == 0 || step + 1 == t.steps);
 }
 
 std::string step_driver::add_report(const step_report& r) {
@@ -63,24 +58,14 @@ std::optional<completed_step> step_driver::next(double round_seconds) {
     pending_->val_loss = val_ce_ / val_tokens_;
   } else {
     completed_step done;
-    auto& m = done.metrics;
     std::vector<loss_parts> parts;
     for (const auto& [s, p] : by_shard) parts.push_back(p);
-    m.step = round_.step;
-    m.loss = combine_losses(cfg_, parts);
-    m.skipped = !applied;
-    m.tokens_per_expert.assign(static_cast<std::size_t>(cfg_.model.experts), 0);
-    for (const auto& p : parts) {
-      m.tokens += p.tokens;
-      m.dropped += p.dropped;
-      for (std::size_t e = 0; e < p.tokens_per_expert.size() && e < m.tokens_per_expert.size(); ++e)
-        m.tokens_per_expert[e] += p.tokens_per_expert[e];
-    }
+    done.metrics = combine_step(cfg_, round_.step, parts, applied);
     done.seconds = round_seconds;
     done.compute_seconds = compute;
     pending_ = done;
     steps_done_ = round_.step + 1;
-    if (eval_due(round_.step)) {
+    if (schedule_.evaluates_after(round_.step)) {
       val_ce_ = val_tokens_ = 0;
       round_ = round_id::validation(0);
       return std::nullopt;

@@ -12,6 +12,7 @@
 
 #include "actors/messages.hpp"
 #include "configs/config.hpp"
+#include "model/step_schedule.hpp"
 #include "model/train_step.hpp"
 
 namespace glam {
@@ -46,9 +47,8 @@ class step_driver {
   std::optional<completed_step> next(double round_seconds);
 
  private:
-  bool eval_due(std::int64_t step) const;
-
   config cfg_;
+  step_schedule schedule_;
   std::vector<std::string> unit_actors_;
   round_id round_;
   bool finished_ = false;

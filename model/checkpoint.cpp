@@ -109,6 +109,37 @@ class durable_writer {
   checksum64_stream sum_;
 };
 
+// The same interface as durable_writer, into memory (snapshots).
+class memory_writer {
+ public:
+  void write(const void* data, std::size_t size) {
+    sum_.update(data, size);
+    bytes_.append(static_cast<const char*>(data), size);
+  }
+  void pad_to(std::uint64_t offset) {
+    if (bytes_.size() < offset) {
+      const std::string zeros(offset - bytes_.size(), '\0');
+      write(zeros.data(), zeros.size());
+    }
+  }
+  std::uint64_t written() const { return bytes_.size(); }
+  std::uint64_t checksum() const { return sum_.digest(); }
+  std::string take() { return std::move(bytes_); }
+
+ private:
+  std::string bytes_;
+  checksum64_stream sum_;
+};
+
+// Reads a byte buffer as a stream, without copying it.
+class buffer_stream : private std::streambuf, public std::istream {
+ public:
+  explicit buffer_stream(const std::string& bytes) : std::istream(static_cast<std::streambuf*>(this)) {
+    char* p = const_cast<char*>(bytes.data());
+    setg(p, p, p + bytes.size());
+  }
+};
+
 void fsync_dir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw checkpoint_error("cannot open checkpoint directory '" + dir + "': " + errno_text());
@@ -222,7 +253,7 @@ void prune(const std::string& root, std::int64_t newest, std::int64_t keep) {
 }
 
 // Reads exactly size bytes or throws naming the file.
-void read_exact(std::ifstream& in, void* out, std::size_t size, const std::string& path, checksum64_stream& sum) {
+void read_exact(std::istream& in, void* out, std::size_t size, const std::string& path, checksum64_stream& sum) {
   in.read(static_cast<char*>(out), std::streamsize(size));
   if (!in || std::size_t(in.gcount()) != size)
     throw checkpoint_error("checkpoint unit file '" + path + "' is truncated; use an older checkpoint");
@@ -250,12 +281,16 @@ std::string checkpoint_dir_for(const std::string& root, std::int64_t step) {
   return (fs::path(root) / name).string();
 }
 
-unit_file_info write_unit_file(const std::string& root, std::int64_t step, std::int64_t epoch, const std::string& unit,
-                               const param_set& params, const optimizer_state& opt) {
+namespace {
+
+// A unit's state in the unit file format, into any writer (a file, memory).
+template <class Writer>
+void encode_unit_into(Writer& w, std::int64_t step, std::int64_t epoch, const std::string& unit, const param_set& params,
+                      const optimizer_state& opt) {
   if (!is_bare_name(unit)) throw checkpoint_error("checkpoint unit name '" + unit + "' is not a plain name");
   if (epoch < 0) throw checkpoint_error("checkpoint epoch " + std::to_string(epoch) + " is negative");
   if (opt.slots.size() != params.items.size())
-    throw std::logic_error("write_unit_file: the optimizer state of '" + unit + "' does not match its parameters");
+    throw std::logic_error("encode_unit: the optimizer state of '" + unit + "' does not match its parameters");
   const param_set state = opt.to_tensors();
   const std::vector<std::string> names = tensor_names(params, state);
   std::vector<const tensor*> values;
@@ -271,7 +306,7 @@ unit_file_info write_unit_file(const std::string& root, std::int64_t step, std::
   auto list = header.initTensors(static_cast<unsigned>(values.size()));
   for (std::size_t i = 0; i < values.size(); ++i) {
     const tensor& t = *values[i];
-    if (t.rank() != 2) throw std::logic_error("write_unit_file: tensor '" + names[i] + "' is not a matrix");
+    if (t.rank() != 2) throw std::logic_error("encode_unit: tensor '" + names[i] + "' is not a matrix");
     auto e = list[static_cast<unsigned>(i)];
     e.setName(names[i]);
     e.setRows(std::uint64_t(t.dim(0)));
@@ -288,12 +323,8 @@ unit_file_info write_unit_file(const std::string& root, std::int64_t step, std::
     offset = align_up(offset + list[static_cast<unsigned>(i)].getLength());
   }
   const kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
-  if (flat.asBytes().size() != header_bytes) throw std::logic_error("write_unit_file: header size changed");
+  if (flat.asBytes().size() != header_bytes) throw std::logic_error("encode_unit: header size changed");
 
-  const std::string dir = checkpoint_dir_for(root, step);
-  make_step_dir(root, dir);
-  const std::string file = unit + ".e" + std::to_string(epoch) + ".bin";
-  durable_writer w((fs::path(dir) / file).string());
   const std::uint32_t version = checkpoint_format_version, length = std::uint32_t(header_bytes);
   w.write(unit_magic, sizeof unit_magic);
   w.write(&version, sizeof version);
@@ -303,29 +334,50 @@ unit_file_info write_unit_file(const std::string& root, std::int64_t step, std::
     w.pad_to(list[static_cast<unsigned>(i)].getOffset());
     w.write(values[i]->ptr(), std::size_t(values[i]->size()) * sizeof(float));
   }
+}
+
+}  // namespace
+
+unit_file_info write_unit_file(const std::string& root, std::int64_t step, std::int64_t epoch, const std::string& unit,
+                               const param_set& params, const optimizer_state& opt) {
+  if (!is_bare_name(unit)) throw checkpoint_error("checkpoint unit name '" + unit + "' is not a plain name");
+  const std::string dir = checkpoint_dir_for(root, step);
+  make_step_dir(root, dir);
+  const std::string file = unit + ".e" + std::to_string(epoch) + ".bin";
+  durable_writer w((fs::path(dir) / file).string());
+  encode_unit_into(w, step, epoch, unit, params, opt);
   unit_file_info info{unit, file, w.written(), w.checksum()};
   w.commit();
   fsync_dir(dir);
   return info;
 }
 
-void read_unit_file(const std::string& root, std::int64_t step, const unit_file_info& f, param_set& params,
-                    optimizer_state& opt) {
-  if (!is_bare_name(f.file))
-    throw checkpoint_error("checkpoint unit '" + f.unit + "' names the file '" + f.file +
-                           "', which is not a plain file name; the manifest is corrupt, use an older checkpoint");
-  const std::string path = (fs::path(checkpoint_dir_for(root, step)) / f.file).string();
+unit_snapshot encode_unit(std::int64_t step, std::int64_t epoch, const std::string& unit, const param_set& params,
+                       const optimizer_state& opt) {
+  memory_writer w;
+  encode_unit_into(w, step, epoch, unit, params, opt);
+  unit_snapshot out;
+  out.unit = unit;
+  out.step = step;
+  out.checksum = w.checksum();
+  out.bytes = w.take();
+  return out;
+}
+
+namespace {
+
+// Loads one unit's state of `size` bytes from `in` (a unit file, or a snapshot in memory):
+// checks the magic, the format version, the unit name, the step, every tensor's name and
+// shape, and the checksum; throws checkpoint_error naming `path` and what differs, leaving
+// params/opt untouched.
+void load_unit(std::istream& in, std::uint64_t size, const std::string& path, const unit_file_info& f,
+               std::int64_t step, param_set& params, optimizer_state& opt) {
   const auto fail = [&](const std::string& what) -> checkpoint_error {
     return checkpoint_error("checkpoint unit file '" + path + "' " + what);
   };
-  std::error_code ec;
-  const std::uint64_t size = fs::file_size(path, ec);
-  if (ec) throw fail("cannot be read (" + ec.message() + "); restore it or use an older checkpoint");
   if (size != f.size)
     throw fail("is " + std::to_string(size) + " bytes, the manifest records " + std::to_string(f.size) +
                " (torn or truncated); use an older checkpoint");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw fail("cannot be opened; check its permissions");
   checksum64_stream sum;
 
   char fixed[fixed_header_bytes];
@@ -407,6 +459,30 @@ void read_unit_file(const std::string& root, std::int64_t step, const unit_file_
   opt.from_tensors(params, new_state);
   opt.applied_steps = applied;
   for (auto& slot : opt.slots) slot.steps = applied;
+}
+
+}  // namespace
+
+void read_unit_file(const std::string& root, std::int64_t step, const unit_file_info& f, param_set& params,
+                    optimizer_state& opt) {
+  if (!is_bare_name(f.file))
+    throw checkpoint_error("checkpoint unit '" + f.unit + "' names the file '" + f.file +
+                           "', which is not a plain file name; the manifest is corrupt, use an older checkpoint");
+  const std::string path = (fs::path(checkpoint_dir_for(root, step)) / f.file).string();
+  std::error_code ec;
+  const std::uint64_t size = fs::file_size(path, ec);
+  if (ec)
+    throw checkpoint_error("checkpoint unit file '" + path + "' cannot be read (" + ec.message() +
+                           "); restore it or use an older checkpoint");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw checkpoint_error("checkpoint unit file '" + path + "' cannot be opened; check its permissions");
+  load_unit(in, size, path, f, step, params, opt);
+}
+
+void decode_unit(const unit_snapshot& state, param_set& params, optimizer_state& opt) {
+  buffer_stream in(state.bytes);
+  load_unit(in, state.bytes.size(), "snapshot of " + state.unit + " at step " + std::to_string(state.step),
+            {state.unit, state.unit, state.bytes.size(), state.checksum}, state.step, params, opt);
 }
 
 void write_manifest(const std::string& root, const checkpoint_manifest& m, std::int64_t keep) {

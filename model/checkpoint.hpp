@@ -74,6 +74,19 @@ void record_job(checkpoint_manifest& m, const config& c);
 unit_file_info write_unit_file(const std::string& root, std::int64_t step, std::int64_t epoch, const std::string& unit,
                                const param_set& params, const optimizer_state& opt);
 
+// A unit's state in memory (a snapshot): the bytes of its unit file and their checksum.
+struct unit_snapshot {
+  std::string unit;
+  std::int64_t step = 0;  // steps completed
+  std::uint64_t checksum = 0;
+  std::string bytes;
+};
+// The state of one unit as write_unit_file writes it, into memory.
+unit_snapshot encode_unit(std::int64_t step, std::int64_t epoch, const std::string& unit, const param_set& params,
+                       const optimizer_state& opt);
+// Loads a snapshot into params/opt with every check of read_unit_file (its checksum too).
+void decode_unit(const unit_snapshot& state, param_set& params, optimizer_state& opt);
+
 // Loads a unit file into params/opt, which must already have the unit's layout (names and
 // shapes). Checks size and checksum against f, the magic, the format version, the unit name,
 // the step and every tensor's name and shape; throws checkpoint_error naming the file and

@@ -65,6 +65,21 @@ void reference_trainer::forward_all(std::int64_t step, const std::vector<std::ve
   }
 }
 
+step_metrics combine_step(const config& c, std::int64_t step, const std::vector<loss_parts>& parts, bool applied) {
+  step_metrics out;
+  out.step = step;
+  out.loss = combine_losses(c, parts);
+  out.skipped = !applied;
+  out.tokens_per_expert.assign(static_cast<std::size_t>(c.model.experts), 0);
+  for (const auto& p : parts) {
+    out.tokens += p.tokens;
+    out.dropped += p.dropped;
+    for (std::size_t e = 0; e < p.tokens_per_expert.size() && e < out.tokens_per_expert.size(); ++e)
+      out.tokens_per_expert[e] += p.tokens_per_expert[e];
+  }
+  return out;
+}
+
 step_metrics reference_trainer::train_step(std::int64_t step) {
   const index S = cfg_.cluster.shards, B = cfg_.train.batch_per_shard, T = cfg_.model.seq_len;
   const index C = cfg_.model.is_moe() ? expert_capacity(cfg_) : 0, M = cfg_.model.d_model;
@@ -102,16 +117,7 @@ step_metrics reference_trainer::train_step(std::int64_t step) {
   }
   for (auto& e : experts_) finite = finite && e.grads_finite();
 
-  step_metrics out;
-  out.step = step;
-  out.loss = combine_losses(cfg_, parts);
-  out.skipped = !finite;
-  out.tokens_per_expert.assign(static_cast<std::size_t>(cfg_.model.experts), 0);
-  for (auto& p : parts) {
-    out.tokens += p.tokens;
-    out.dropped += p.dropped;
-    for (std::size_t e = 0; e < p.tokens_per_expert.size(); ++e) out.tokens_per_expert[e] += p.tokens_per_expert[e];
-  }
+  step_metrics out = combine_step(cfg_, step, parts, finite);
   if (finite) {
     const param_set summed = sum_dense_gradients(grads);
     for (auto& sh : shards_) sh.apply(summed);

@@ -21,6 +21,10 @@ struct step_metrics {
   index dropped = 0;
 };
 
+// A training step's metrics from its shards' loss parts, given in shard order (the order
+// of every sum). Shared by the reference trainer and the coordinator.
+step_metrics combine_step(const config& c, std::int64_t step, const std::vector<loss_parts>& parts, bool applied);
+
 // Where a step's tokens come from: the prepared data set, or (for benchmarks) a seeded
 // synthetic stream. Both are pure functions of their arguments.
 class token_source {

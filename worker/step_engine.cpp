@@ -395,6 +395,25 @@ void step_engine::load_checkpoint(const std::string& root, const checkpoint_mani
   for (auto& e : experts_) read_unit_file(root, m.step, entry(unit_id::expert(e.expert()).name()), e.params(), e.optimizer());
 }
 
+std::vector<unit_snapshot> step_engine::snapshot(std::int64_t step, std::int64_t epoch, bool with_dense) {
+  std::vector<unit_snapshot> out;
+  if (with_dense && !shards_.empty())
+    out.push_back(encode_unit(step, epoch, dense_state_name(), shards_.front().params(), shards_.front().optimizer()));
+  for (auto& e : experts_)
+    out.push_back(encode_unit(step, epoch, unit_id::expert(e.expert()).name(), e.params(), e.optimizer()));
+  return out;
+}
+
+void step_engine::restore(const std::map<std::string, unit_snapshot>& states) {
+  auto state_of = [&](const std::string& unit) -> const unit_snapshot& {
+    auto i = states.find(unit);
+    if (i == states.end()) throw checkpoint_error("no snapshot of unit " + unit + " to restore it from");
+    return i->second;
+  };
+  for (auto& sh : shards_) decode_unit(state_of(dense_state_name()), sh.params(), sh.optimizer());
+  for (auto& e : experts_) decode_unit(state_of(unit_id::expert(e.expert()).name()), e.params(), e.optimizer());
+}
+
 void step_engine::finish(bool apply) {
   GLAM_CHECK(started_ && reported_ && round_.train, "finish() outside a reported training round");
   if (apply) {

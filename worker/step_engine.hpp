@@ -102,6 +102,14 @@ class step_engine {
   // state is written once, by the host of shard 0 (every replica is identical).
   std::vector<unit_file_info> write_checkpoint(const std::string& root, std::int64_t step, std::int64_t epoch);
   void load_checkpoint(const std::string& root, const checkpoint_manifest& m);
+  // Snapshots (in memory, docs/fault-tolerance.md) of the units hosted here, after `step`
+  // steps: the dense state when with_dense (one shard actor per worker keeps it), and every
+  // expert.
+  std::vector<unit_snapshot> snapshot(std::int64_t step, std::int64_t epoch, bool with_dense);
+  // Loads every hosted unit from its snapshot ("dense" for the shards, "expert<e>"), each
+  // checked as a checkpoint file is; throws checkpoint_error naming the unit when one is
+  // missing or does not fit.
+  void restore(const std::map<std::string, unit_snapshot>& states);
 
   std::vector<shard_unit>& shards() { return shards_; }
   std::vector<expert_unit>& experts() { return experts_; }

@@ -35,6 +35,13 @@ class owned_dataset_source : public token_source {
   dataset_source source_;
 };
 
+// What goes to the coordinator (a testing cut drops it).
+template <class... Ts>
+void to_coordinator(self_ptr self, Ts&&... xs) {
+  if (self->state.opts.faults->coordinator_cut()) return;
+  self->send(self->state.opts.coordinator, std::forward<Ts>(xs)...);
+}
+
 // Only its own worker actor talks to a unit actor.
 bool from_worker(self_ptr self) {
   const auto& sender = self->current_sender();
@@ -59,14 +66,16 @@ void report_failure(self_ptr self, const std::string& why) {
   r.worker = s.opts.worker_name;
   r.error = make_error(glam_errc::cannot_host, why);
   spdlog::error("{}: job {} {}: {}", s.unit_name, s.opts.plan.tag.job, s.round.describe(), why);
-  self->send(s.opts.coordinator, std::move(r));
+  to_coordinator(self, std::move(r));
 }
 
 // Sends what the engine produced: tensors to peers (in chunks), the report to the
 // coordinator.
 void flush(self_ptr self) {
   auto& s = self->state;
+  const bool cut = s.opts.faults->peers_cut();
   for (auto& out : s.engine->take_outbox()) {
+    if (cut && s.remote.at(static_cast<std::size_t>(out.to))) continue;  // testing: cut off from its peers
     const auto& peer = s.peers.at(static_cast<std::size_t>(out.to));
     for (auto& chunk : split_tensor(out.value, s.opts.plan.tag, s.round, out.key.encode())) {
       chunk.from = s.engine->self();
@@ -82,7 +91,7 @@ void flush(self_ptr self) {
     r->worker = s.opts.worker_name;
     s.opts.counters->tokens_computed += r->tokens_computed;
     s.phase = unit_phase::reported;
-    self->send(s.opts.coordinator, std::move(*r));
+    to_coordinator(self, std::move(*r));
   }
 }
 
@@ -117,6 +126,11 @@ void take_chunk(self_ptr self, tensor_chunk& c) {
   }
   const auto round = c.round;
   const int from = c.from;
+  const auto kind = key->kind;
+  s.opts.faults->at(kind == exchange_kind::grad_part || kind == exchange_kind::grad_sum ? fault_phase::exchange
+                    : kind == exchange_kind::backward_rows || kind == exchange_kind::backward_out ? fault_phase::backward
+                                                                                                   : fault_phase::forward,
+                    round.step);
   if (auto why = it->second.add(std::move(c)); !why.empty()) {
     s.assembling.erase(it);
     return report_failure(self, "a bad tensor chunk from unit actor " + std::to_string(from) + ": " + why);
@@ -149,8 +163,12 @@ unit_actor::behavior_type unit_behavior(self_ptr self, unit_options opts) {
     compute_guard lock(compute_mutex());
     s.engine = std::make_unique<step_engine>(c, std::move(layout), s.opts.unit, s.data);
     if (s.opts.plan.inject_nonfinite_step >= 0) s.engine->inject_nonfinite_gradient_at(s.opts.plan.inject_nonfinite_step);
-    if (s.opts.plan.resume_step >= 0)
-      s.engine->load_checkpoint(s.opts.plan.checkpoint_dir, read_manifest(s.opts.plan.checkpoint_dir, s.opts.plan.resume_step));
+    const auto& plan = s.opts.plan;
+    if (plan.from == restore_kind::checkpoint)
+      s.engine->load_checkpoint(plan.checkpoint_dir, read_manifest(plan.checkpoint_dir, plan.start_step));
+    else if (plan.from == restore_kind::snapshot)
+      s.engine->restore(s.opts.states);
+    s.opts.states.clear();
   } catch (const std::exception& e) {
     s.error = make_error(glam_errc::cannot_host, std::string("cannot host the job's units: ") + e.what());
   }
@@ -187,6 +205,7 @@ unit_actor::behavior_type unit_behavior(self_ptr self, unit_options opts) {
           i = same ? std::next(i) : s.assembling.erase(i);
         }
         s.compute_seconds = 0;
+        s.opts.faults->at(round.train ? fault_phase::forward : fault_phase::validation, round.step);
         guarded(self, [&] { s.engine->begin(round); });
       },
       [self](tensor_chunk& c) {
@@ -199,27 +218,37 @@ unit_actor::behavior_type unit_behavior(self_ptr self, unit_options opts) {
         const bool between_rounds = s.phase == unit_phase::idle || (s.phase == unit_phase::reported && !s.round.train);
         if (!phase_allows(self, between_rounds && step != s.checkpointed, "checkpoint")) return;
         s.checkpointed = step;
+        s.opts.faults->at(fault_phase::checkpoint, step);
         checkpoint_report r{tag, step, s.unit_name, {}, s.error};
         if (s.engine) try {
             r.files = s.engine->write_checkpoint(s.opts.plan.checkpoint_dir, step, tag.epoch);
           } catch (const std::exception& e) {
             r.error = make_error(glam_errc::cannot_host, e.what());
           }
-        self->send(s.opts.coordinator, std::move(r));
+        to_coordinator(self, std::move(r));
       },
-      [self](finish_atom, const job_tag& tag, const round_id& round, bool apply) {
+      [self](finish_atom, const job_tag& tag, const round_id& round, bool apply, bool snapshot) {
         auto& s = self->state;
         if (!from_worker(self)) return;
         if (!phase_allows(self, s.engine && s.phase == unit_phase::reported && round.train && round == s.round, "finish"))
           return;
+        std::vector<unit_snapshot> states;
+        s.opts.faults->at(fault_phase::apply, round.step);
         try {
           compute_guard lock(compute_mutex());
           s.engine->finish(apply);
+          if (snapshot) {
+            s.opts.faults->at(fault_phase::snapshot, round.step);
+            const bool dense = s.engine->layout().dense_keeper(s.opts.worker_name) == s.opts.unit;
+            states = s.engine->snapshot(round.step + 1, tag.epoch, dense);
+          }
         } catch (const std::exception& e) {
           return report_failure(self, e.what());
         }
+        // The worker holds the snapshots before anyone hears the step is applied.
+        for (auto& st : states) self->send(s.opts.worker, snapshot_atom::value, tag, std::move(st));
         s.phase = unit_phase::idle;
-        self->send(s.opts.coordinator, applied_atom::value, tag, round, s.unit_name);
+        to_coordinator(self, applied_atom::value, tag, round, s.unit_name);
       },
   };
 }

@@ -11,11 +11,15 @@
 //
 // Phases, one-shot per round (a message that does not fit the phase is dropped and counted):
 //
-//            begin(r)                 engine done                finish(r, apply)
+//            begin(r)                 engine done          finish(r, apply, snapshot)
 //   idle ─────────────> computing ─────────────> reported ──────────────────────> idle
 //    │ ^                                          │   (validation rounds have no finish:
 //    │ └──── checkpoint(k), once per k ───────────┘    begin or checkpoint follows)
 //    └── checkpoint(k), once per k
+//
+// After a finish that asks for it, the unit actor snapshots its units (the dense state by
+// one shard actor per worker, and every expert) and hands them to its worker, before it
+// confirms: the worker holds them, and sends a copy to its buddy.
 //
 // A failure (bad data, a tensor that does not fit) becomes a step_report with an error:
 // errors between actors are values.
@@ -28,6 +32,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "actors/unit_protocol.hpp"
+#include "worker/fault_injection.hpp"
 #include "worker/step_engine.hpp"
 
 namespace glam {
@@ -47,6 +52,9 @@ struct unit_options {
   worker_actor worker;  // its own worker actor: the one sender it takes messages from
   coordinator_actor coordinator;
   std::shared_ptr<compute_counters> counters;
+  // plan.from == restore_kind::snapshot: the snapshots its units restore from, by unit.
+  std::map<std::string, unit_snapshot> states;
+  std::shared_ptr<fault_injector> faults;  // testing
 };
 
 enum class unit_phase { idle, computing, reported };

@@ -10,6 +10,7 @@
 #include "actors/errors.hpp"
 #include "actors/fingerprint.hpp"
 #include "actors/security.hpp"
+#include "configs/plan.hpp"
 #include "kernels/check.hpp"
 
 namespace glam {
@@ -66,6 +67,31 @@ bool order_for_hosted_job(self_ptr self, const job_tag& tag) {
   return true;
 }
 
+// From the node of a worker of the plan (a peer, connected and authenticated).
+bool from_peer(self_ptr self) {
+  auto& s = self->state;
+  const auto node = sender_node(self);
+  for (const auto& [name, p] : s.peers)
+    if (caf::to_string(p.handle.node()) == node) return true;
+  ++s.refused.not_allowed;
+  return false;
+}
+
+// The worker that keeps copies of this worker's snapshots: the next worker of the plan that
+// hosts units (it stays for the job; one without units may be drained), else the next one;
+// none with a single worker.
+std::string buddy_of(const job_plan& plan, const std::string& worker) {
+  const auto n = plan.units.size();
+  const auto me = std::find_if(plan.units.begin(), plan.units.end(), [&](const auto& a) { return a.worker == worker; });
+  if (me == plan.units.end() || n < 2) return {};
+  const auto i = static_cast<std::size_t>(me - plan.units.begin());
+  for (std::size_t k = 1; k < n; ++k) {
+    const auto& a = plan.units[(i + k) % n];
+    if (!a.shards.empty() || !a.experts.empty()) return a.worker;
+  }
+  return plan.units[(i + 1) % n].worker;
+}
+
 void transition(self_ptr self, worker_phase to) {
   auto& s = self->state;
   using p = worker_phase;
@@ -102,11 +128,29 @@ void finish_registration(self_ptr self, caf::error failure, std::string message 
     if (!s.ticking) self->send(self, tick_atom::value);
     s.ticking = true;
     if (s.registered.pending()) s.registered.deliver(std::move(message));
+    // The snapshots it still holds (a coordinator that restarted restores from them).
+    for (const auto& [unit, step] : s.store.inventory(s.plan.tag.job))
+      self->send(s.coordinator, snapshot_held{s.plan.tag, s.opts.name, step, {unit}});
     return;
   }
   spdlog::error("worker {}: registration refused: {}", s.opts.name, error_text(failure));
   if (s.registered.pending()) s.registered.deliver(failure);
   self->quit(failure);
+}
+
+// A snapshot is held here: tell the coordinator; the owner's copy also goes to the buddy.
+void keep_snapshot(self_ptr self, unit_snapshot st, bool own) {
+  auto& s = self->state;
+  const auto unit = st.unit;
+  const auto step = st.step;
+  if (own) {
+    const auto buddy = buddy_of(s.plan, s.opts.name);
+    if (auto p = s.peers.find(buddy); p != s.peers.end())
+      for (auto& chunk : split_state(st, s.plan.tag)) self->send(p->second.handle, std::move(chunk));
+  }
+  s.store.put(s.plan.tag.job, std::move(st));
+  if (s.coordinator && !s.opts.faults->coordinator_cut())
+    self->send(s.coordinator, snapshot_held{s.plan.tag, s.opts.name, step, {unit}});
 }
 
 void stop_units(self_ptr self) {
@@ -133,13 +177,21 @@ void start_units(self_ptr self) {
                                             : p == s.peers.end() ? worker_actor() : p->second.handle);
   }
   for (int u : s.layout->actors_of_worker(s.opts.name)) {
-    unit_options uo{s.opts.name, u, s.plan, caf::actor_cast<worker_actor>(self), s.coordinator, s.counters};
-    auto unit = self->system().spawn<caf::detached>(unit_behavior, uo);
+    unit_options uo{s.opts.name, u, s.plan, caf::actor_cast<worker_actor>(self), s.coordinator, s.counters, {},
+                    s.opts.faults};
+    // Each unit actor gets the states of its own units ("dense" for a shard actor).
+    const auto& spec = s.layout->actor(u);
+    if (!spec.shards.empty() && s.gathered.count(dense_state_name()))
+      uo.states[dense_state_name()] = s.gathered[dense_state_name()];
+    for (auto e : spec.experts)
+      if (auto i = s.gathered.find(unit_id::expert(e).name()); i != s.gathered.end()) uo.states[i->first] = i->second;
+    auto unit = self->system().spawn<caf::detached>(unit_behavior, std::move(uo));
     // Linked: a unit actor ends with this actor, and this actor hears when one ends.
     self->link_to(unit);
     self->send(unit, peers_atom::value, hosts);
     s.units[u] = unit;
   }
+  s.gathered.clear();
 }
 
 template <class... Ts>
@@ -147,19 +199,71 @@ void to_units(self_ptr self, Ts&&... xs) {
   for (auto& [n, unit] : self->state.units) self->send(unit, xs...);
 }
 
-// Answers the coordinator's host request once every peer of the plan is connected, or
-// with the first failure.
+void check_host_done(self_ptr self);
+
+// The largest state a unit of this job can have: its parameters and at most as many
+// optimizer values, in the unit file format (an incoming state over it is refused before
+// anything is allocated).
+std::uint64_t max_state_bytes(const job_plan& plan) {
+  const config c = parse_config_string(plan.config_toml, plan.tag.job);
+  const auto p = make_plan(c, 1);
+  const auto largest = std::max<std::int64_t>(p.params_dense, p.params_per_expert);
+  return static_cast<std::uint64_t>(2 * largest) * sizeof(float) + (std::uint64_t{4} << 20);
+}
+
+// A state came in for the plan being hosted.
+void state_gathered(self_ptr self, unit_snapshot st) {
+  auto& s = self->state;
+  if (!s.wanted.erase(st.unit)) return;
+  s.gathered[st.unit] = std::move(st);
+  check_host_done(self);
+}
+
+// The states the plan's units restore from: this worker's own snapshots, else fetched from
+// the holder the plan names (a peer of the plan, connected by now).
+void gather_states(self_ptr self) {
+  auto& s = self->state;
+  const auto step = s.plan.start_step;
+  s.opts.faults->at(fault_phase::migration, step);
+  for (const auto& unit : std::vector<std::string>(s.wanted.begin(), s.wanted.end())) {
+    if (const auto* own = s.store.find(s.plan.tag.job, unit, step)) {
+      state_gathered(self, *own);
+      continue;
+    }
+    auto source = std::find_if(s.plan.sources.begin(), s.plan.sources.end(),
+                               [&](const unit_source& x) { return x.unit == unit; });
+    auto peer = source == s.plan.sources.end() ? s.peers.end() : s.peers.find(source->holder);
+    if (peer == s.peers.end()) {
+      s.host_failure = "no snapshot of " + unit + " at step " + std::to_string(step) + " here, and no holder to fetch it from";
+      return check_host_done(self);
+    }
+    const auto holder = source->holder;
+    // The chunks come before the answer (one sender, one receiver: in order).
+    self->request(peer->second.handle, s.opts.request_timeout, fetch_atom::value, s.plan.tag, unit, step)
+        .then([](std::uint64_t) {},
+              [self, unit, holder](const caf::error& e) {
+                auto& st = self->state;
+                if (!st.wanted.count(unit) || !st.host_failure.empty()) return;
+                st.host_failure = "cannot fetch the snapshot of " + unit + " from " + holder + ": " + error_text(e);
+                check_host_done(self);
+              });
+  }
+}
+
+// Answers the coordinator's host request once every peer of the plan is connected and every
+// state the plan's units restore from is in, or with the first failure.
 void check_host_done(self_ptr self) {
   auto& s = self->state;
   if (!s.host_promise.pending()) return;
   if (!s.host_failure.empty()) {
     spdlog::warn("worker {}: {}", s.opts.name, s.host_failure);
     transition(self, worker_phase::idle);
-    s.host_promise.deliver(make_error(glam_errc::cannot_host, s.host_failure));
+    s.host_promise.deliver(make_error(glam_errc::unreachable, s.host_failure));
     return;
   }
   for (const auto& [name, address] : s.expected_peers)
     if (!s.peers.count(name)) return;
+  if (!s.wanted.empty()) return gather_states(self);
   try {
     start_units(self);
   } catch (const std::exception& e) {
@@ -168,7 +272,7 @@ void check_host_done(self_ptr self) {
     return;
   }
   transition(self, worker_phase::hosting);
-  s.host_promise.deliver(std::string("hosting"));
+  s.host_promise.deliver(s.fetched_bytes);
 }
 
 hello_msg own_hello(self_ptr self) {
@@ -210,6 +314,41 @@ void prove_secret_to(self_ptr self, const Server& server, std::chrono::milliseco
                     [done](const caf::error& e) { done(e, {}); });
           },
           [done](const caf::error& e) { done(e, {}); });
+}
+
+void start_registration(self_ptr self);
+
+// Looks for a lost coordinator again (a restart on the same address), with a backoff that
+// doubles up to 5 s, for at most coordinator_timeout; then gives up with the reason.
+void reach_coordinator(self_ptr self) {
+  auto& s = self->state;
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - *s.lost_since);
+  const auto where = s.opts.coordinator_host + ":" + std::to_string(s.opts.coordinator_port);
+  if (waited > s.opts.coordinator_timeout) {
+    spdlog::error("worker {}: the coordinator at {} did not come back within {} s; giving up", s.opts.name, where,
+                  s.opts.coordinator_timeout.count() / 1000);
+    self->quit(make_error(glam_errc::not_allowed, "lost the coordinator at " + where + " for more than " +
+                                                      std::to_string(s.opts.coordinator_timeout.count() / 1000) + " s"));
+    return;
+  }
+  self->request(s.opts.connector, s.opts.request_timeout, caf::connect_atom::value, s.opts.coordinator_host,
+                static_cast<std::uint16_t>(s.opts.coordinator_port))
+      .then(
+          [self, waited](caf::strong_actor_ptr found) {
+            auto& s = self->state;
+            spdlog::info("worker {}: reached the coordinator again after {} ms; registering", s.opts.name, waited.count());
+            s.coordinator = caf::actor_cast<coordinator_actor>(found);
+            self->monitor(s.coordinator);
+            s.lost_since.reset();
+            start_registration(self);
+          },
+          [self, where](const caf::error& e) {
+            auto& s = self->state;
+            spdlog::info("worker {}: the coordinator at {} is not back yet ({}); next try in {} ms", s.opts.name, where,
+                         error_text(e), s.backoff.count());
+            self->delayed_send(self, s.backoff, reconnect_atom::value);
+            s.backoff = std::min(2 * s.backoff, std::chrono::milliseconds(5000));
+          });
 }
 
 void start_registration(self_ptr self) {
@@ -275,8 +414,10 @@ std::string plan_problem(const job_plan& plan, const std::string& name, const st
   }
   try {
     auto layout = unit_layout::of(plan.units, c.cluster.shards, c.model.moe_as_dense_relu ? 0 : c.model.experts);
+    // A worker of the plan may host no unit (it still holds snapshots others fetch).
+    if (std::none_of(plan.units.begin(), plan.units.end(), [&](const worker_assignment& a) { return a.worker == name; }))
+      return "worker " + name + " is not in the plan";
     const auto mine = layout.actors_of_worker(name).size();
-    if (mine == 0) return "the plan gives worker " + name + " no units";
     if (mine > static_cast<std::size_t>(max_unit_actors_per_worker))
       return "the plan gives worker " + name + " " + std::to_string(mine) + " unit actors; a worker runs at most " +
              std::to_string(max_unit_actors_per_worker);
@@ -325,8 +466,21 @@ worker_actor::behavior_type worker_behavior(self_ptr self, worker_options opts) 
       return;
     }
     if (s.coordinator && dm.source == s.coordinator.address()) {
-      spdlog::error("worker {}: lost the coordinator ({})", s.opts.name, self->system().render(dm.reason));
-      self->quit(make_error(glam_errc::not_allowed, "lost the coordinator"));
+      spdlog::warn("worker {}: lost the coordinator ({})", s.opts.name, self->system().render(dm.reason));
+      if (s.opts.coordinator_timeout.count() == 0) {
+        self->quit(make_error(glam_errc::not_allowed, "lost the coordinator"));
+        return;
+      }
+      // Its units stop (the coordinator that comes back restores them from the snapshots,
+      // which stay here); the worker looks for it again.
+      if (s.host_promise.pending()) s.host_promise.deliver(make_error(glam_errc::stale_epoch, "lost the coordinator"));
+      stop_units(self);
+      s.gate->revoke(caf::to_string(s.coordinator.node()));
+      s.coordinator = nullptr;
+      if (s.phase != worker_phase::registering) transition(self, worker_phase::registering);
+      s.lost_since = std::chrono::steady_clock::now();
+      s.backoff = std::chrono::milliseconds(200);
+      reach_coordinator(self);
       return;
     }
     for (auto i = s.peers.begin(); i != s.peers.end(); ++i)
@@ -393,29 +547,35 @@ worker_actor::behavior_type worker_behavior(self_ptr self, worker_options opts) 
           ++s.refused.unauthenticated;
           return make_error(glam_errc::wrong_secret, "wrong cluster secret (or no hello before the proof)");
         }
+        // The answer goes out first: the dialling peer admits this node when it reads it,
+        // and must have before any request of ours (a snapshot fetch) reaches it. (Making
+        // the promise takes the sender out of the current message: read it before.)
+        auto peer = caf::actor_cast<worker_actor>(self->current_sender());
+        auto rp = self->make_response_promise<std::string>();
+        rp.deliver(std::string("authenticated"));
         // A worker dialled us (the smaller name dials; possibly before our plan arrived):
         // it is our peer now.
         if (hello->role == "worker" && hello->name < s.opts.name) {
           s.gate->grant(node);
-          auto peer = caf::actor_cast<worker_actor>(self->current_sender());
           if (auto old = s.peers.find(hello->name); old != s.peers.end()) self->demonitor(old->second.handle.address());
           s.peers[hello->name] = {hello->listen_host + ":" + std::to_string(hello->listen_port), peer};
           self->monitor(peer);
           check_host_done(self);
         }
-        return std::string("authenticated");
+        return rp;
       },
       [self](tick_atom) {
         auto& s = self->state;
         if (!from_self(self)) return;
-        self->send(s.coordinator, heartbeat_atom::value, current_stats(self));
+        if (s.coordinator && s.phase != worker_phase::registering && !s.opts.faults->coordinator_cut())
+          self->send(s.coordinator, heartbeat_atom::value, current_stats(self));
         self->delayed_send(self, s.opts.heartbeat, tick_atom::value);
       },
       [self](ping_atom) -> caf::result<worker_stats> {
         if (!admitted(self)) return make_error(glam_errc::not_authenticated, "not authenticated");
         return current_stats(self);
       },
-      [self](host_atom, const job_plan& plan) -> caf::result<std::string> {
+      [self](host_atom, const job_plan& plan) -> caf::result<std::uint64_t> {
         auto& s = self->state;
         if (!from_coordinator(self)) return make_error(glam_errc::not_allowed, "host is for the coordinator only");
         if (s.phase == worker_phase::registering) return make_error(glam_errc::wrong_phase, "not registered yet");
@@ -429,6 +589,14 @@ worker_actor::behavior_type worker_behavior(self_ptr self, worker_options opts) 
         }
         s.epoch = plan.tag.epoch;
         s.plan = plan;
+        s.gathered.clear();
+        s.wanted.clear();
+        s.incoming.clear();
+        if (plan.from == restore_kind::snapshot) {
+          const config c = parse_config_string(plan.config_toml, plan.tag.job);
+          const auto layout = unit_layout::of(plan.units, c.cluster.shards, c.model.moe_as_dense_relu ? 0 : c.model.experts);
+          for (const auto& u : layout.snapshot_units_of(s.opts.name)) s.wanted.insert(u);
+        }
         std::string units;
         for (const auto& a : plan.units)
           if (a.worker == s.opts.name)
@@ -438,7 +606,8 @@ worker_actor::behavior_type worker_behavior(self_ptr self, worker_options opts) 
           s.host_promise.deliver(make_error(glam_errc::stale_epoch, "superseded by a newer plan"));
         stop_units(self);
         transition(self, worker_phase::connecting);
-        s.host_promise = self->make_response_promise<std::string>();
+        s.host_promise = self->make_response_promise<std::uint64_t>();
+        s.fetched_bytes = 0;
         s.expected_peers.clear();
         s.host_failure.clear();
         for (const auto& a : plan.units)
@@ -512,11 +681,87 @@ worker_actor::behavior_type worker_behavior(self_ptr self, worker_options opts) 
       [self](begin_atom a, const job_tag& tag, const round_id& round) {
         if (order_for_hosted_job(self, tag)) to_units(self, a, tag, round);
       },
-      [self](finish_atom a, const job_tag& tag, const round_id& round, bool apply) {
-        if (order_for_hosted_job(self, tag)) to_units(self, a, tag, round, apply);
+      [self](finish_atom a, const job_tag& tag, const round_id& round, bool apply, bool snapshot) {
+        if (order_for_hosted_job(self, tag)) to_units(self, a, tag, round, apply, snapshot);
       },
       [self](checkpoint_atom a, const job_tag& tag, std::int64_t step) {
         if (order_for_hosted_job(self, tag)) to_units(self, a, tag, step);
+      },
+      [self](snapshot_atom, const job_tag& tag, unit_snapshot& st) {
+        auto& s = self->state;
+        auto& sender = self->current_sender();
+        const bool own_unit = sender && std::any_of(s.units.begin(), s.units.end(), [&](const auto& u) {
+                                return u.second.address() == sender->address();
+                              });
+        if (!own_unit) {
+          ++s.refused.not_allowed;
+          return;
+        }
+        if (tag != s.plan.tag) {
+          ++s.refused.stale;
+          return;
+        }
+        keep_snapshot(self, std::move(st), true);
+      },
+      [self](blob_chunk& c) {
+        auto& s = self->state;
+        if (!admitted(self)) return;
+        if (!from_peer(self)) return;
+        if (c.tag.job != s.plan.tag.job || c.tag.epoch != s.epoch || s.phase == worker_phase::registering) {
+          ++s.refused.stale;
+          return;
+        }
+        // A state comes in for the plan being gathered (a fetch's answer), or as a buddy's copy.
+        const auto key = std::make_tuple(sender_node(self), c.unit, c.step);
+        auto it = s.incoming.find(key);
+        if (it == s.incoming.end()) {
+          if (s.incoming.size() >= 64) {
+            ++s.refused.malformed;
+            return;
+          }
+          it = s.incoming.emplace(key, state_assembler(max_state_bytes(s.plan))).first;
+        }
+        if (auto why = it->second.add(std::move(c)); !why.empty()) {
+          ++s.refused.malformed;
+          spdlog::warn("worker {}: {}", s.opts.name, why);
+          s.incoming.erase(it);
+          return;
+        }
+        if (!it->second.complete()) return;
+        std::string why;
+        auto st = it->second.take(&why);
+        s.incoming.erase(it);
+        if (!why.empty()) {
+          ++s.refused.malformed;
+          spdlog::warn("worker {}: {}", s.opts.name, why);
+          return;
+        }
+        if (s.wanted.count(st.unit) && st.step == s.plan.start_step) {
+          s.fetched_bytes += st.bytes.size();
+          return state_gathered(self, std::move(st));
+        }
+        keep_snapshot(self, std::move(st), false);
+      },
+      [self](fetch_atom, const job_tag& tag, const std::string& unit, std::int64_t step) -> caf::result<std::uint64_t> {
+        auto& s = self->state;
+        if (!admitted(self)) return make_error(glam_errc::not_authenticated, "not authenticated");
+        if (!from_peer(self)) return make_error(glam_errc::not_allowed, "fetch is for peers of the job");
+        const auto* st = s.store.find(tag.job, unit, step);
+        if (!st) return make_error(glam_errc::unknown_job, "no snapshot of " + unit.substr(0, 80) + " at step " + std::to_string(step) + " here");
+        auto to = caf::actor_cast<worker_actor>(self->current_sender());
+        for (auto& chunk : split_state(*st, tag)) self->send(to, std::move(chunk));
+        return static_cast<std::uint64_t>(st->bytes.size());
+      },
+      [self](drained_atom) {
+        auto& s = self->state;
+        if (!from_coordinator(self)) return;
+        spdlog::info("worker {}: drained", s.opts.name);
+        stop_units(self);
+        self->quit();
+      },
+      [self](reconnect_atom) {
+        if (!from_self(self)) return;
+        reach_coordinator(self);
       },
       [self](shutdown_atom) -> caf::result<std::string> {
         if (!is_local(self)) {

@@ -9,8 +9,10 @@
 //   tick, host deadline         this actor only
 //   hello, auth                 any node (the handshake)
 //   ping                        nodes that proved the secret
-//   host, release, begin, finish, checkpoint, evict
+//   host, release, begin, finish, checkpoint, evict, drained
 //                               the coordinator this worker registered with, of its epoch
+//   state chunks, fetch         peers of the job (nodes that proved the secret)
+//   snapshot                    this worker's unit actors
 //   tensor chunks               the peer worker hosting the sending unit actor
 //   CAF exit                    this process (the daemon, its unit actors ending)
 //   CAF down                    only from the actor it names, which this worker monitors
@@ -27,6 +29,8 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
+#include <tuple>
 #include <string>
 
 #include <caf/stateful_actor.hpp>
@@ -37,6 +41,8 @@
 #include "actors/runtime_config.hpp"
 #include "actors/unit_layout.hpp"
 #include "actors/worker_protocol.hpp"
+#include "worker/fault_injection.hpp"
+#include "worker/snapshot_store.hpp"
 #include "worker/unit_actor.hpp"
 
 namespace glam {
@@ -60,9 +66,17 @@ struct worker_options {
   // Embedded mode (glam train --workers N): the other workers of this process by name.
   // They are reached by local messages instead of a connection to their address.
   std::shared_ptr<std::map<std::string, worker_actor>> local_peers;
+  // Daemons: where the coordinator is, to reach it again when it is lost (a restart), with
+  // a bounded backoff, for at most coordinator_timeout; then the worker gives up.
+  std::string coordinator_host;
+  int coordinator_port = 0;
+  std::chrono::milliseconds coordinator_timeout{0};  // 0: a lost coordinator ends the worker
+  // Testing: a fault at a named point (fault_injection.hpp); none by default.
+  std::shared_ptr<fault_injector> faults = std::make_shared<fault_injector>();
 };
 
 enum class worker_phase { registering, idle, connecting, hosting };
+// (connecting: every peer of the plan connects, and every unit state it restores comes in.)
 const char* to_string(worker_phase p);
 
 struct worker_state {
@@ -87,13 +101,23 @@ struct worker_state {
   };
   std::map<std::string, peer> peers;
   // The pending answer to the coordinator's host request, and the peers it waits for.
-  caf::typed_response_promise<std::string> host_promise;
+  caf::typed_response_promise<std::uint64_t> host_promise;
+  std::uint64_t fetched_bytes = 0;  // state bytes fetched from peers for the plan
   std::map<std::string, std::string> expected_peers;  // name -> address
   std::string host_failure;
   // The job's unit actors, and those hosted here by number (unit_layout.hpp).
   std::optional<unit_layout> layout;
   std::map<int, unit_actor> units;
   std::shared_ptr<compute_counters> counters = std::make_shared<compute_counters>();
+  // Snapshots held (own and buddy copies), states coming in (by sender, unit, step), and the
+  // states the plan's units restore from as they are gathered (by unit).
+  snapshot_store store;
+  std::map<std::tuple<std::string, std::string, std::int64_t>, state_assembler> incoming;
+  std::map<std::string, unit_snapshot> gathered;
+  std::set<std::string> wanted;  // units whose state is still to come for the plan
+  // A lost coordinator: when the worker started to look for it again, and the next wait.
+  std::optional<std::chrono::steady_clock::time_point> lost_since;
+  std::chrono::milliseconds backoff{200};
 };
 
 // Why a job plan cannot be hosted by worker `name` with these roots (empty when it can):

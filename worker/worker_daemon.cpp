@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include <caf/all.hpp>
@@ -24,6 +25,13 @@ int run_worker(const worker_daemon_options& o) {
   auto [host, port] = parse_endpoint(o.listen, "--listen");
   auto secret = find_client_secret(o.secret_file, chost, cport);
   const auto name = o.name.empty() ? "worker-" + std::to_string(::getpid()) : o.name;
+  std::optional<fault_plan> fault;
+  if (!o.fault_at.empty()) {
+    const char* testing = std::getenv("GLAM_TESTING");
+    if (!testing || std::string(testing) != "1")
+      throw std::invalid_argument("--fault-at is a testing option: set GLAM_TESTING=1 to use it");
+    fault = parse_fault(o.fault_at);
+  }
   if (auto why = name_problem(name); !why.empty()) throw std::invalid_argument("--name '" + name + "': " + why);
   namespace fs = std::filesystem;
   const auto data_root = fs::absolute(o.data_root.empty() ? fs::current_path() : fs::path(o.data_root)).lexically_normal();
@@ -45,6 +53,10 @@ int run_worker(const worker_daemon_options& o) {
   wo.data_root = data_root.string();
   wo.checkpoint_root = checkpoint_root.empty() ? std::string() : fs::absolute(checkpoint_root).lexically_normal().string();
   wo.connector = spawn_connector(sys, *the_relay, wo.request_timeout);
+  wo.coordinator_host = chost;
+  wo.coordinator_port = cport;
+  wo.coordinator_timeout = o.coordinator_timeout;
+  wo.faults = std::make_shared<fault_injector>(fault);
   wo.relay = &the_relay->counters();
   // Publish first (the coordinator hands this address to peers), then register.
   auto self_actor = sys.spawn(worker_behavior, wo);
@@ -87,6 +99,12 @@ int run_worker(const worker_daemon_options& o) {
     caf::scoped_actor self{sys};
     self->request(self_actor, std::chrono::seconds(5), shutdown_atom::value)
         .receive([](const std::string&) {}, [](const caf::error&) {});
+    stop(0);
+    return 0;
+  }
+  if (!ended) {
+    std::printf("glam worker %s drained\n", name.c_str());
+    std::fflush(stdout);
     stop(0);
     return 0;
   }

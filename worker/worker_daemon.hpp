@@ -17,13 +17,18 @@ struct worker_daemon_options {
   std::string data_root;
   std::string checkpoint_root;
   std::chrono::milliseconds heartbeat{500};
+  // How long a worker looks for a lost coordinator (a restart) before it gives up.
+  std::chrono::milliseconds coordinator_timeout{300000};
   int threads = 0;  // compute threads (0: all cores)
   relay_encryption encryption = relay_encryption::off_loopback;
+  std::string fault_at;  // testing: PHASE:STEP:ACTION (needs GLAM_TESTING=1)
 };
 
 // Publishes the worker, registers with the coordinator, and runs until SIGTERM/SIGINT
-// (returns 0 after leaving) or until the coordinator is lost or refuses it (throws with
-// the reason). Prints "glam worker NAME listening on HOST:PORT" on stdout once registered.
+// (returns 0 after leaving), until it is drained (prints "glam worker NAME drained", returns
+// 0), or until the coordinator refuses it or stays away past coordinator_timeout (throws
+// with the reason). Prints "glam worker NAME listening on HOST:PORT" on stdout once
+// registered.
 int run_worker(const worker_daemon_options& o);
 
 }  // namespace glam

@@ -43,16 +43,17 @@ inline reference_run run_reference(const config& c, std::int64_t steps = -1) {
   return out;
 }
 
-// Every metrics line of a job against the reference, from its first line's step on;
-// returns the number of lines.
+// Every step line of a job's metrics against the reference, from its first step on (event
+// lines, of recoveries and migrations, are not steps); returns the number of step lines.
 inline std::int64_t expect_metrics_equal(const std::string& path, const reference_run& want) {
   std::ifstream metrics(path);
   std::string line;
   std::int64_t n = 0, k = -1;
   while (std::getline(metrics, line)) {
     auto j = nlohmann::json::parse(line);
+    if (j.contains("event")) continue;
     if (k < 0) k = j["step"].get<std::int64_t>();
-    EXPECT_EQ(j["step"].get<std::int64_t>(), k);
+    EXPECT_EQ(j["step"].get<std::int64_t>(), k) << "a committed step is missing or repeated";
     const float loss = static_cast<float>(j["loss"].get<double>());
     EXPECT_EQ(std::memcmp(&loss, &want.loss.at(std::size_t(k)), sizeof loss), 0)
         << "step " << k << ": " << loss << " vs " << want.loss.at(std::size_t(k));
@@ -64,6 +65,17 @@ inline std::int64_t expect_metrics_equal(const std::string& path, const referenc
     ++n;
   }
   return n;
+}
+
+// The kinds of the event lines of a job's metrics, in order.
+inline std::vector<std::string> metrics_events(const std::string& path) {
+  std::ifstream metrics(path);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(metrics, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("event")) out.push_back(j["event"].get<std::string>());
+  }
+  return out;
 }
 
 // The final checkpoint's unit files hold the reference's final parameters, bit for bit.

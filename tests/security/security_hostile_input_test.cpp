@@ -270,7 +270,7 @@ TEST(Security, ANodeThatSkipsTheGateIsIgnoredEverywhere) {
   x->send(worker, host_atom::value, job_plan{});
   x->send(worker, release_atom::value, tag);
   x->send(worker, begin_atom::value, tag, round_id::training(999));
-  x->send(worker, finish_atom::value, tag, round_id::training(0), true);
+  x->send(worker, finish_atom::value, tag, round_id::training(0), true, false);
   x->send(worker, checkpoint_atom::value, tag, std::int64_t{777777});
   x->send(worker, tensor_chunk{});
   for (int i = 0; i < 1000; ++i) x->send(worker, tick_atom::value);
@@ -281,7 +281,7 @@ TEST(Security, ANodeThatSkipsTheGateIsIgnoredEverywhere) {
   for (auto& p : proxies_on(sys, worker.node(), 1, 80)) {
     auto a = caf::actor_cast<caf::actor>(p);
     x->send(a, begin_atom::value, tag, round_id::training(999));
-    x->send(a, finish_atom::value, tag, round_id::training(0), true);
+    x->send(a, finish_atom::value, tag, round_id::training(0), true, false);
     x->send(a, checkpoint_atom::value, tag, std::int64_t{777777});
     x->send_exit(a, caf::exit_reason::user_shutdown);
   }

@@ -351,3 +351,41 @@ TEST_F(ModelCheckpoint, UnitFileHasTheDocumentedLayout) {
 
 }  // namespace
 }  // namespace glam
+
+namespace glam {
+namespace {
+
+// An in-memory snapshot (what a worker keeps and sends to its buddy) restores the unit
+// bitwise, and a damaged one is refused without touching the unit.
+TEST(ModelSnapshot, RestoresTheUnitBitwise) {
+  const config c = testing::tiny_model_config();
+  synthetic_source data(c);
+  reference_trainer t(c, data);
+  t.train_step(0);
+  auto& expert = t.experts()[1];
+  const unit_snapshot s = encode_unit(1, 0, "expert1", expert.params(), expert.optimizer());
+  EXPECT_EQ(s.unit, "expert1");
+  EXPECT_EQ(s.step, 1);
+
+  reference_trainer fresh(c, data);
+  decode_unit(s, fresh.experts()[1].params(), fresh.experts()[1].optimizer());
+  EXPECT_TRUE(bitwise_equal(expert.params(), fresh.experts()[1].params()));
+  EXPECT_EQ(fresh.experts()[1].optimizer().applied_steps, expert.optimizer().applied_steps);
+}
+
+TEST(ModelSnapshot, ADamagedSnapshotIsRefusedAndTheUnitUntouched) {
+  const config c = testing::tiny_model_config();
+  synthetic_source data(c);
+  reference_trainer t(c, data);
+  t.train_step(0);
+  unit_snapshot s = encode_unit(1, 0, "expert1", t.experts()[1].params(), t.experts()[1].optimizer());
+  s.bytes[s.bytes.size() / 2] ^= 0x10;
+
+  reference_trainer fresh(c, data);
+  const param_set before = fresh.experts()[1].params();
+  EXPECT_THROW(decode_unit(s, fresh.experts()[1].params(), fresh.experts()[1].optimizer()), checkpoint_error);
+  EXPECT_TRUE(bitwise_equal(before, fresh.experts()[1].params()));
+}
+
+}  // namespace
+}  // namespace glam

@@ -205,7 +205,7 @@ const forged_case forged_cases[] = {
     {"job_orders_not_from_the_coordinator",
      [](caf::scoped_actor& x, fixture&, const worker_actor& w, const std::string& job) {
        x->send(w, begin_atom::value, job_tag{job, 0}, round_id::training(999));
-       x->send(w, finish_atom::value, job_tag{job, 0}, round_id::training(0), true);
+       x->send(w, finish_atom::value, job_tag{job, 0}, round_id::training(0), true, false);
        x->send(w, checkpoint_atom::value, job_tag{job, 0}, std::int64_t{777777});
      }},
 };
@@ -333,8 +333,8 @@ TEST(RuntimeHandlers, UnitActorObeysOnlyItsWorkerOncePerRound) {
   worker->send(unit, begin_atom::value, tag, round_id::training(0));
   EXPECT_EQ(reports(500ms), 1);
   // Its decision, applied once.
-  worker->send(unit, finish_atom::value, tag, round_id::training(0), true);
-  worker->send(unit, finish_atom::value, tag, round_id::training(0), true);
+  worker->send(unit, finish_atom::value, tag, round_id::training(0), true, false);
+  worker->send(unit, finish_atom::value, tag, round_id::training(0), true, false);
   EXPECT_EQ(reports(300ms), 1000);
   // A checkpoint, written once.
   worker->send(unit, checkpoint_atom::value, tag, std::int64_t{1});

@@ -34,7 +34,8 @@ const plan_case plan_cases[] = {
     {"shard_twice", [](job_plan& p) { p.units[1].shards = {0}; }, "hosts shard 0 twice"},
     {"shard_missing", [](job_plan& p) { p.units[1].shards.clear(); }, "leaves shard 1 unhosted"},
     {"expert_out_of_range", [](job_plan& p) { p.units[1].experts.push_back(99); }, "expert 99"},
-    {"not_in_plan", [](job_plan& p) { p.units[0].worker = "w9"; }, "no units"},
+    {"not_in_plan", [](job_plan& p) { p.units[0].worker = "w9"; }, "is not in the plan"},
+    {"no_units_is_fine", [](job_plan& p) { p.units.push_back({"w0b", "127.0.0.1", 3, {}, {}}); }, ""},
     {"bad_config", [](job_plan& p) { p.config_toml = "[model]\nlayers = \"x\"\n"; }, "missing key model.vocab_size"},
     {"too_many_shards",
      [](job_plan& p) {
@@ -44,6 +45,7 @@ const plan_case plan_cases[] = {
      },
      "a worker runs at most 32"},
     {"checkpoints_outside", [](job_plan& p) { p.checkpoint_dir = "/etc/glam"; }, "outside this worker's --checkpoint-root"},
+    {"restores_from_a_checkpoint", [](job_plan& p) { p.from = restore_kind::checkpoint; p.start_step = 40; }, ""},
     {"checkpoints_escape_by_dots", [](job_plan& p) { p.checkpoint_dir = "/srv/glam/checkpoints/../../../etc"; },
      "outside this worker's --checkpoint-root"},
     {"data_outside",
