@@ -105,8 +105,11 @@ int run_serve(const serve_cli_options& o) {
                server.model_name().c_str(), backend->describe().c_str(), (long long)server.scheduler().options().max_batch,
                (long long)so.scheduler.max_admitted, (long long)server.limits().max_tokens, compute_threads(),
                so.api_key.empty() ? "" : ", API key required");
-  std::fprintf(stderr, "glam serve: listening on %s (OpenAI base URL %s/v1)\n", base.c_str(), base.c_str());
   std::fflush(stderr);
+  // On stdout, the line scripts wait for (as the daemons print theirs).
+  std::printf("glam serve listening on %s:%d (OpenAI base URL %s/v1)\n", server.host().c_str(), server.port(),
+              base.c_str());
+  std::fflush(stdout);
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
