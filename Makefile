@@ -6,6 +6,8 @@ GLAM_CUDA ?= AUTO
 GLAM := $(BUILD_DIR)/glam
 DEMO_DIR ?= demo
 FORTUNES := /usr/share/games/fortunes
+# What the demo's model continues once trained (printed as it is generated).
+DEMO_PROMPT ?= Q: What is the best way to
 
 .PHONY: all deps configure build demo demo-data test bench clean
 
@@ -35,6 +37,8 @@ demo: demo-data
 	$(GLAM) plan configs/glam-tiny.toml
 	$(GLAM) train configs/glam-tiny.toml --workers 2 --data $(DEMO_DIR)/data --metrics $(DEMO_DIR)/metrics.jsonl \
 	  --checkpoint-dir $(DEMO_DIR)/checkpoints
+	$(GLAM) generate --checkpoint $(DEMO_DIR)/checkpoints --prompt "$(DEMO_PROMPT)" --max-tokens 48 \
+	  --temperature 0.8 --seed 1
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j2 --timeout 900

@@ -15,8 +15,10 @@ int main(int argc, char** argv) {
   glam::cli::add_data_command(app);
   glam::cli::add_train_command(app);
   glam::cli::add_generate_command(app);
+  glam::cli::add_serve_command(app);
   glam::cli::add_bench_command(app);
   glam::cli::add_bench_cluster_command(*app.get_subcommand("bench"));
+  glam::cli::add_bench_serve_command(*app.get_subcommand("bench"));
   glam::cli::add_coordinator_command(app);
   glam::cli::add_worker_command(app);
   glam::cli::add_submit_command(app);
