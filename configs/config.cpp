@@ -50,6 +50,7 @@ constexpr int_range r_moe_every{1, 4096};
 constexpr int_range r_seq_len{1, std::int64_t{1} << 20};
 constexpr real_range r_capacity_factor{0.0, true, 64.0};
 constexpr real_range r_aux_weight{0.0, false, 10.0};
+constexpr real_range r_gate_lr_scale{0.0, true, 1000.0};
 constexpr int_range r_batch_per_shard{1, std::int64_t{1} << 20};
 constexpr int_range r_steps{0, k_trillion};
 constexpr real_range r_lr_scale{0.0, true, 1000.0};
@@ -346,6 +347,7 @@ void check_values(const config& c, const std::string& source) {
          "; lower heads or d_head (usually heads*d_head = d_model)");
   real_in_range("moe.capacity_factor", c.moe.capacity_factor, r_capacity_factor);
   real_in_range("moe.aux_weight", c.moe.aux_weight, r_aux_weight);
+  real_in_range("moe.gate_lr_scale", c.moe.gate_lr_scale, r_gate_lr_scale);
   in_range("train.batch_per_shard", c.train.batch_per_shard, r_batch_per_shard);
   in_range("train.steps", c.train.steps, r_steps);
   real_in_range("train.lr_scale", c.train.lr_scale, r_lr_scale);
@@ -427,11 +429,12 @@ config parse_config_string(const std::string& toml_text, const std::string& sour
   model.get_int("seq_len", m.seq_len, r_seq_len, true);
 
   const section_reader moe(source_name, "moe", section_table(root, "moe", top));
-  moe.refuse_unknown_keys({"capacity_factor", "second_expert_policy", "aux_weight"});
+  moe.refuse_unknown_keys({"capacity_factor", "second_expert_policy", "aux_weight", "gate_lr_scale"});
   moe.get_double("capacity_factor", c.moe.capacity_factor, r_capacity_factor);
   moe.get_enum("second_expert_policy", c.moe.policy,
                {{"all", second_expert_policy::all}, {"random", second_expert_policy::random}});
   moe.get_double("aux_weight", c.moe.aux_weight, r_aux_weight);
+  moe.get_double("gate_lr_scale", c.moe.gate_lr_scale, r_gate_lr_scale);
 
   const section_reader train(source_name, "train", section_table(root, "train", top));
   train.refuse_unknown_keys({"batch_per_shard", "steps", "lr_schedule", "lr_scale", "warmup",
@@ -548,7 +551,8 @@ std::string to_toml(const config& c) {
   os << "[moe]\n"
      << "capacity_factor = " << format_double(c.moe.capacity_factor) << "\n"
      << "second_expert_policy = " << quote(to_string(c.moe.policy)) << "\n"
-     << "aux_weight = " << format_double(c.moe.aux_weight) << "\n\n";
+     << "aux_weight = " << format_double(c.moe.aux_weight) << "\n"
+     << "gate_lr_scale = " << format_double(c.moe.gate_lr_scale) << "\n\n";
   os << "[train]\n"
      << "batch_per_shard = " << i(c.train.batch_per_shard) << "\n"
      << "steps = " << i(c.train.steps) << "\n"

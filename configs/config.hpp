@@ -37,6 +37,9 @@ struct moe_config {
   double capacity_factor = 2.0;
   second_expert_policy policy = second_expert_policy::all;
   double aux_weight = 0.01;
+  // The gate matrices' (the router's) Adafactor step is train's lr times this; 1 = the same
+  // step as every other parameter. Not part of model_config_hash: it changes training only.
+  double gate_lr_scale = 1.0;
 };
 
 struct train_config {

@@ -39,16 +39,24 @@ void optimizer_state::from_tensors(const param_set& params, const param_set& sta
   if (next != state.items.size()) throw std::runtime_error("optimizer state has more buffers than the parameters need");
 }
 
-void adafactor_apply(param_set& params, const param_set& grads, optimizer_state& opt, const train_config& train) {
+double lr_multiplier(const std::string& name, const config& c) {
+  static const std::string gate_suffix = ".gate";
+  const bool gate = name.size() > gate_suffix.size() &&
+                    name.compare(name.size() - gate_suffix.size(), gate_suffix.size(), gate_suffix) == 0;
+  return gate ? c.moe.gate_lr_scale : 1.0;
+}
+
+void adafactor_apply(param_set& params, const param_set& grads, optimizer_state& opt, const config& c) {
   GLAM_CHECK(params.items.size() == grads.items.size() && params.items.size() == opt.slots.size(),
              "parameters, gradients and optimizer state have the same layout");
-  const double lr = rsqrt_schedule(opt.applied_steps, train.warmup, train.lr_scale);
+  const double lr = rsqrt_schedule(opt.applied_steps, c.train.warmup, c.train.lr_scale);
   for (std::size_t i = 0; i < params.items.size(); ++i) {
     tensor& p = params.items[i].value;
     const tensor& g = grads.items[i].value;
     GLAM_CHECK(p.same_shape(g), "gradient shape of " + params.items[i].name);
     opt.slots[i].steps = opt.applied_steps;
-    adafactor_update(p.ptr(), g.ptr(), p.dim(0), p.dim(1), opt.slots[i], lr);
+    // x · 1.0 == x exactly, so the default multiplier leaves every bit as it was.
+    adafactor_update(p.ptr(), g.ptr(), p.dim(0), p.dim(1), opt.slots[i], lr * lr_multiplier(params.items[i].name, c));
   }
   ++opt.applied_steps;
 }

@@ -364,7 +364,7 @@ void shard_unit::poison_gradients() {
 }
 
 void shard_unit::apply(const param_set& summed_grads) {
-  adafactor_apply(p_->params, summed_grads, p_->opt, p_->cfg.train);
+  adafactor_apply(p_->params, summed_grads, p_->opt, p_->cfg);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -508,7 +508,7 @@ void expert_unit::finish_layer_backward(index moe) {
 
 bool expert_unit::grads_finite() const { return p_->grads.all_finite(); }
 
-void expert_unit::apply() { adafactor_apply(p_->params, p_->grads, p_->opt, p_->cfg.train); }
+void expert_unit::apply() { adafactor_apply(p_->params, p_->grads, p_->opt, p_->cfg); }
 
 // ---------------------------------------------------------------------------------------
 

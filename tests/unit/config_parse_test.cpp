@@ -29,7 +29,7 @@ toml_doc base_doc() {
         {"heads", "4"}, {"d_head", "32"}, {"experts", "4"}, {"moe_every", "2"},
         {"expert_activation", "\"relu\""}, {"seq_len", "64"}}},
       {"moe", {{"capacity_factor", "2.0"}, {"second_expert_policy", "\"all\""},
-               {"aux_weight", "0.01"}}},
+               {"aux_weight", "0.01"}, {"gate_lr_scale", "0.25"}}},
       {"train", {{"batch_per_shard", "8"}, {"steps", "300"}, {"lr_schedule", "\"rsqrt\""},
                  {"lr_scale", "1.0"}, {"warmup", "50"}, {"seed", "1"}, {"z_loss", "0.0"},
                  {"eval_every", "50"}, {"eval_batches", "4"}}},
@@ -75,6 +75,7 @@ TEST(ConfigParse, BaseDocumentIsValidAndReadsEveryField) {
   EXPECT_EQ(c.moe.capacity_factor, 2.0);
   EXPECT_EQ(c.moe.policy, glam::second_expert_policy::all);
   EXPECT_EQ(c.moe.aux_weight, 0.01);
+  EXPECT_EQ(c.moe.gate_lr_scale, 0.25);
   EXPECT_EQ(c.train.batch_per_shard, 8);
   EXPECT_EQ(c.train.steps, 300);
   EXPECT_EQ(c.train.lr_schedule, glam::lr_schedule_kind::rsqrt);
@@ -107,6 +108,7 @@ TEST(ConfigParse, OptionalSectionsTakeDefaultsAndValuesOverride) {
   EXPECT_EQ(c.moe.capacity_factor, 3.0);  // an integer literal is a valid float
   EXPECT_EQ(c.moe.policy, glam::second_expert_policy::random);
   EXPECT_EQ(c.moe.aux_weight, defaults.moe.aux_weight);
+  EXPECT_EQ(c.moe.gate_lr_scale, 1.0);  // the default: the gate steps like every other parameter
   EXPECT_EQ(c.train.seed, 9223372036854775807ull);
   EXPECT_EQ(c.train.steps, defaults.train.steps);
   EXPECT_EQ(c.data.dir, defaults.data.dir);
@@ -167,6 +169,8 @@ const bad_value k_bad_values[] = {
     {"model", "d_modle", "128", {"unknown key model.d_modle = 128", "did you mean model.d_model"}},
     {"train", "learning_rate", "0.1", {"unknown key train.learning_rate = 0.1", "lr_scale"}},
     {"moe", "top_k", "2", {"unknown key moe.top_k = 2", "capacity_factor"}},
+    {"moe", "router_lr_scale", "0.1", {"unknown key moe.router_lr_scale = 0.1",
+                                       "did you mean moe.gate_lr_scale"}},
     {"data", "path", "\"x\"", {"unknown key data.path = \"x\"", "dir"}},
     {"cluster", "workers", "4", {"unknown key cluster.workers = 4", "shards"}},
     {"fault", "heartbeat", "500", {"unknown key fault.heartbeat = 500",
@@ -216,6 +220,11 @@ const bad_value k_bad_values[] = {
     {"moe", "capacity_factor", "nan", {"moe.capacity_factor = nan", "finite"}},
     {"moe", "capacity_factor", "inf", {"moe.capacity_factor = inf", "finite"}},
     {"moe", "aux_weight", "-0.01", {"moe.aux_weight = -0.01", ">= 0.0"}},
+    {"moe", "gate_lr_scale", "0", {"moe.gate_lr_scale = 0", "> 0.0"}},
+    {"moe", "gate_lr_scale", "-0.1", {"moe.gate_lr_scale = -0.1", "out of range"}},
+    {"moe", "gate_lr_scale", "1001", {"moe.gate_lr_scale = 1001", "out of range"}},
+    {"moe", "gate_lr_scale", "nan", {"moe.gate_lr_scale = nan", "finite"}},
+    {"moe", "gate_lr_scale", "\"0.1\"", {"moe.gate_lr_scale = \"0.1\"", "wrong type"}},
     // out of range: [train]
     {"train", "batch_per_shard", "0", {"train.batch_per_shard = 0", "out of range"}},
     {"train", "steps", "-1", {"train.steps = -1", "out of range"}},
@@ -341,6 +350,7 @@ void expect_same(const config& a, const config& b) {
   EXPECT_EQ(a.moe.capacity_factor, b.moe.capacity_factor);  // bitwise: doubles round-trip
   EXPECT_EQ(a.moe.policy, b.moe.policy);
   EXPECT_EQ(a.moe.aux_weight, b.moe.aux_weight);
+  EXPECT_EQ(a.moe.gate_lr_scale, b.moe.gate_lr_scale);
   EXPECT_EQ(a.train.batch_per_shard, b.train.batch_per_shard);
   EXPECT_EQ(a.train.steps, b.train.steps);
   EXPECT_EQ(a.train.lr_schedule, b.train.lr_schedule);
@@ -376,6 +386,7 @@ TEST(ConfigToml, AwkwardValuesRoundTripExactly) {
   c.data.dir = "C:\\data\\\"quoted\"\tdir";
   c.moe.capacity_factor = 1.25;
   c.moe.aux_weight = 0.1 + 0.2;  // not a short decimal
+  c.moe.gate_lr_scale = 0.7 / 3.0;
   c.train.lr_scale = 1.0 / 3.0;
   c.train.z_loss = 1e-4;
   c.train.seed = 9223372036854775807ull;
@@ -467,6 +478,7 @@ TEST(ConfigHash, DependsOnEveryModelFieldAndNothingElse) {
   EXPECT_FALSE(differs([](config& x) { x.train.steps += 1; }));
   EXPECT_FALSE(differs([](config& x) { x.train.seed += 1; }));
   EXPECT_FALSE(differs([](config& x) { x.moe.capacity_factor = 1.0; }));
+  EXPECT_FALSE(differs([](config& x) { x.moe.gate_lr_scale = 0.1; }));  // an optimizer knob
   EXPECT_FALSE(differs([](config& x) { x.cluster.shards += 1; }));
   EXPECT_FALSE(differs([](config& x) { x.data.dir = "elsewhere"; }));
 
