@@ -116,6 +116,7 @@ struct worker_stats {
   std::int64_t bytes_sent = 0;      // tensor bytes to other workers
   std::int64_t bytes_received = 0;  // tensor bytes from other workers
   std::int64_t memory_bytes = 0;    // resident set size of the process
+  std::int64_t memory_limit = 0;    // what it offers for units and their snapshots (0: no limit)
   double gflops = 0;                // measured speed
   std::int64_t peers = 0;           // workers connected directly, authenticated
   refusal_counts refused;
@@ -125,7 +126,7 @@ struct worker_stats {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_stats& x) {
   return f(caf::meta::type_name("glam_wstats"), x.name, x.tokens_computed, x.bytes_sent, x.bytes_received,
-           x.memory_bytes, x.gflops, x.peers, x.refused, x.relay);
+           x.memory_bytes, x.memory_limit, x.gflops, x.peers, x.refused, x.relay);
 }
 
 // Which job a message belongs to, and its epoch: a message of an older epoch is dropped and

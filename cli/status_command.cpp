@@ -47,8 +47,13 @@ void print_human(const nlohmann::json& s) {
   }
   for (const auto& j : s["jobs"]) {
     const auto why = j["error"].get<std::string>() + j["waiting"].get<std::string>();
+    // What a running job does now (computing, recovering, migrating, ...) and its epoch.
+    std::string state = j["state"].get<std::string>();
+    if (j.contains("activity") && !j["activity"].get<std::string>().empty())
+      state += " (" + j["activity"].get<std::string>() + ")";
+    if (j.contains("epoch")) state += "  epoch " + std::to_string(j["epoch"].get<std::int64_t>());
     std::printf("job %s  %s  step %lld/%lld  loss %.4f  %.0f tokens/s%s%s\n", j["id"].get<std::string>().c_str(),
-                j["state"].get<std::string>().c_str(), static_cast<long long>(j["step"].get<std::int64_t>()),
+                state.c_str(), static_cast<long long>(j["step"].get<std::int64_t>()),
                 static_cast<long long>(j["steps"].get<std::int64_t>()), j["loss"].get<double>(),
                 j["tokens_per_s"].get<double>(), why.empty() ? "" : "  ", why.c_str());
   }

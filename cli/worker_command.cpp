@@ -26,6 +26,11 @@ void add_worker_command(CLI::App& app) {
   sub->add_option("--heartbeat-ms", *heartbeat_ms, "Heartbeat interval")->capture_default_str()->check(
       CLI::Range(50, 60000));
   sub->add_option("--threads", o->threads, "Compute threads (default: all cores)")->check(CLI::PositiveNumber);
+  sub->add_option("--memory-limit", o->memory_limit,
+                  "Memory this worker offers for units and their snapshots, e.g. 512MiB, 8GiB (default: all "
+                  "physical memory)")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 50));
   sub->add_option("--coordinator-timeout", *coordinator_timeout_s,
                   "Seconds to look for a lost coordinator (a restart) before giving up")
       ->capture_default_str()

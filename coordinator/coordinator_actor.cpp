@@ -373,10 +373,16 @@ void place_job(self_ptr self, job_record& j, const std::string& activity) {
   const index experts = c.model.moe_as_dense_relu ? 0 : c.model.experts;
   const placement before = s.run ? s.run->plan.units : placement{};
   const bool ongoing = s.run && !s.run->event.is_null();
-  const auto event_start = ongoing ? s.run->event_start : runtime_clock::now();
+  auto event_start = ongoing ? s.run->event_start : runtime_clock::now();
   nlohmann::json keep_event = ongoing ? std::move(s.run->event) : nlohmann::json{{"event", "start"}};
+  if (!ongoing && s.parked && s.parked->job == j.id) {
+    keep_event = std::move(s.parked->event);
+    event_start = s.parked->start;
+  }
+  s.parked.reset();
   const int failures = s.run ? s.run->failed_placements : 0;
   auto wait = [&](const std::string& why) {
+    if (keep_event.value("event", "") != "start") s.parked = coordinator_state::parked_event{j.id, keep_event, event_start};
     if (j.waiting != why) spdlog::info("job {} waits: {}", j.id, why);
     j.state = job_state::pending;
     j.waiting = why;
@@ -387,13 +393,14 @@ void place_job(self_ptr self, job_record& j, const std::string& activity) {
   std::set<std::string> live;
   for (const auto* m : s.members.workers()) {
     live.insert(m->name);
-    if (!s.draining.count(m->name)) caps.push_back({m->name, m->host, m->port, m->stats.gflops > 0 ? m->stats.gflops : 1.0, 0});
+    if (!s.draining.count(m->name))
+      caps.push_back({m->name, m->host, m->port, m->stats.gflops > 0 ? m->stats.gflops : 1.0, m->stats.memory_limit});
   }
   if (caps.empty()) return wait("no workers: start one with glam worker");
   placement units;
   try {
     units = s.opts.random_placement_seed != 0 ? random_placement(caps, c.cluster.shards, experts, s.opts.random_placement_seed)
-                                              : place_units(caps, c.cluster.shards, experts, unit_costs{});
+                                              : place_units(caps, c.cluster.shards, experts, unit_costs_of(c));
   } catch (const std::exception& e) {
     return wait(e.what());
   }
@@ -604,6 +611,7 @@ std::string status_json(const coordinator_state& s) {
          {"bytes_sent", m->stats.bytes_sent},
          {"bytes_received", m->stats.bytes_received},
          {"memory_bytes", m->stats.memory_bytes},
+         {"memory_limit", m->stats.memory_limit},
          {"gflops", m->stats.gflops},
          {"peers", m->stats.peers},
          {"refused", refusals_json(m->stats.refused)},

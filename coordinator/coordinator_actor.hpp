@@ -140,6 +140,14 @@ struct coordinator_state {
   // Which worker holds which snapshot, by job (kept across epochs and coordinator-side
   // placements; after a restart, rebuilt from what the workers report).
   std::map<std::string, snapshot_ledger> ledgers;
+  // A recovery, join or drain that found no room and left its job pending: it goes on, and
+  // is timed, from where it was when the job is placed again.
+  struct parked_event {
+    std::string job;
+    nlohmann::json event;
+    runtime_clock::time_point start;
+  };
+  std::optional<parked_event> parked;
   // Workers being drained, and the clients waiting for it.
   std::map<std::string, std::vector<caf::typed_response_promise<std::string>>> draining;
   std::map<std::string, worker_actor> handles;  // worker name -> its actor

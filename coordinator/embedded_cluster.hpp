@@ -1,7 +1,7 @@
 #pragma once
 // A coordinator and N workers inside one process (glam train --workers N): the same actors
 // and the same step protocol as a cluster of daemons, with local messages instead of
-// connections (design.md section 2, "the embedded default").
+// connections (docs/runtime.md, "Embedded mode").
 #include <functional>
 #include <string>
 

@@ -4,6 +4,9 @@
 #include <random>
 #include <stdexcept>
 
+#include "configs/plan.hpp"
+#include "model/checkpoint.hpp"
+
 namespace glam {
 
 namespace {
@@ -22,6 +25,17 @@ std::vector<worker_assignment> empty_assignments(const std::vector<worker_capaci
 }
 
 }  // namespace
+
+unit_costs unit_costs_of(const config& c) {
+  const plan_figures p = make_plan(c, 1);
+  const auto with_snapshots = [](const unit_memory& m) {
+    return static_cast<std::int64_t>(m.total() + 2.0 * snapshot_steps_kept * (m.params + m.optimizer));
+  };
+  unit_costs u;  // every unit weighs 1 in FLOPs: placement by measured load is to come
+  u.shard_bytes = with_snapshots(p.shard_unit);
+  u.expert_bytes = with_snapshots(p.expert_unit);
+  return u;
+}
 
 std::vector<worker_assignment> place_units(const std::vector<worker_capacity>& workers, std::int64_t shards,
                                          std::int64_t experts, const unit_costs& costs) {

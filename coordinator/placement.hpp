@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "actors/unit_layout.hpp"
+#include "configs/config.hpp"
 
 namespace glam {
 
@@ -24,6 +25,13 @@ struct unit_costs {
   std::int64_t shard_bytes = 0;       // parameters + optimizer state + activations
   std::int64_t expert_bytes = 0;
 };
+
+// A job's units as placement weighs them. Memory: the unit's parameters, gradients,
+// optimizer state and activations, plus the in-memory snapshots a worker keeps of it
+// (snapshot_steps_kept of its own and as many buddy copies of another worker's unit of the
+// same kind): a worker that can hold its units can hold the snapshots that make its loss
+// survivable.
+unit_costs unit_costs_of(const config& c);
 
 // Greedy longest-processing-time packing: units in decreasing cost (shards before experts
 // on ties, then by index), each onto the worker that would finish it earliest (load/speed),

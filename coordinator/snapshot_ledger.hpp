@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "model/checkpoint.hpp"
+
 namespace glam {
 
 struct restore_point {
@@ -25,7 +27,7 @@ struct restore_point {
 class snapshot_ledger {
  public:
   // Each worker keeps this many snapshot steps per unit; the ledger forgets older ones.
-  static constexpr int steps_kept = 2;
+  static constexpr int steps_kept = snapshot_steps_kept;
 
   // `worker` holds unit's snapshot of `step` (its own copy or a buddy's).
   void record(const std::string& worker, const std::string& unit, std::int64_t step);

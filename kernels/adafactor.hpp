@@ -1,6 +1,6 @@
 #pragma once
 // Adafactor (Shazeer & Stern 2018, Algorithm 4 for matrices, Algorithm 5 for the
-// unfactored case) with GLaM's settings (design.md section 1), and the rsqrt schedule.
+// unfactored case) with GLaM's settings (docs/model.md, "Adafactor"), and the rsqrt schedule.
 //
 // Legend: R rows, K columns of one parameter matrix (vectors are [1, n] or [n, 1]).
 //

@@ -5,7 +5,7 @@
 //   lse    = logsumexp(logits_row),  ce_row = lse − logits[row, target]
 //   loss   = Σ_rows (ce_row + z_weight · lse²) · loss_scale
 // The caller passes loss_scale = 1 / (tokens in the global batch), so the gradients it
-// gets are those of its share of the one global loss (design.md section 1).
+// gets are those of its share of the one global loss (docs/model.md, "The loss").
 //
 // Legend: N rows (B·T tokens), M d_model, V vocabulary. h [N, M]; E [V, M]; targets [N] int32.
 // Runs in blocks of cross_entropy_block_rows rows, so that [N, V] logits never exist at once.

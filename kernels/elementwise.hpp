@@ -3,7 +3,7 @@
 // tanh for float, fixed-order sums, and row-block parallelism.
 //
 // Why not std::exp / std::tanh for float: GCC does not vectorise them without -ffast-math
-// (forbidden, design.md section 3), and then the exp of gelu (gelu_ffn.cpp evaluates its
+// (forbidden, docs/architecture.md, "Determinism"), and then the exp of gelu (gelu_ffn.cpp evaluates its
 // tanh as a logistic function) and of softmax would cost more than the GEMMs around them.
 // fast_exp / fast_tanh are range reduction plus a polynomial (Cephes' coefficients),
 // written branch-free with plain IEEE operations, so GCC -O3 vectorises the loops that

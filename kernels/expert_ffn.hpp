@@ -22,7 +22,7 @@ void relu_ffn_backward(const T* x, const T* w1, const T* w2, const T* h, const T
                        T* dw2, index rows, index m, index hdim);
 
 // The backward in two parts, for an expert whose rows arrive shard by shard while its weight
-// gradients must reduce over the fixed [S·C, M] layout (design.md section 3):
+// gradients must reduce over the fixed [S·C, M] layout (docs/architecture.md, "Determinism"):
 // - rows now: for the rows at hand, the input gradient and the gradient at the
 //   pre-activations (dpre, kept by the caller until every row is in);
 // - weights later: dW1 = xᵀ·dpre, dW2 = hᵀ·dy over all rows at once.

@@ -1,5 +1,5 @@
 #pragma once
-// Top-2 gating, GShard Algorithm 1, as GLaM uses it (design.md section 1), forward and
+// Top-2 gating, GShard Algorithm 1, as GLaM uses it (docs/model.md, "Top-2 gating"), forward and
 // backward, for one group of tokens (one attention shard's micro-batch).
 //
 // Legend: N tokens in the group, M d_model, E experts, C capacity (rows per expert).

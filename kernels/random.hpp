@@ -1,8 +1,8 @@
 #pragma once
 // Seeded, counter-based random streams: every value is a pure function of (seed, counter),
 // so a stream gives the same numbers on any worker, in any process, with any thread count,
-// and a unit's randomness does not depend on where it runs (design.md section 2,
-// "Placement invariance"). Used for parameter init (a stream per (parameter, unit)) and
+// and a unit's randomness does not depend on where it runs (docs/architecture.md,
+// "Determinism"). Used for parameter init (a stream per (parameter, unit)) and
 // the `random` second-expert policy (a stream per (job seed, step, layer, shard)).
 //
 // Generator: the splitmix64 finaliser applied twice, to the counter (spread by the

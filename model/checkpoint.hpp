@@ -1,5 +1,5 @@
 #pragma once
-// Checkpoints on disk (design.md section 2, docs/checkpoints.md). A checkpoint of step k
+// Checkpoints on disk (docs/checkpoints.md). A checkpoint of step k
 // (k steps completed: the next step to run is k) is the directory ROOT/step-<k, 8 digits>/
 // holding one file per logical unit and a manifest:
 //   "dense"       the dense replica and its Adafactor state, written once (every attention
@@ -81,6 +81,9 @@ struct unit_snapshot {
   std::uint64_t checksum = 0;
   std::string bytes;
 };
+// How many snapshot steps of a unit a worker keeps (its own and its buddy's copies): the
+// newest one every unit shares, and the one being taken.
+inline constexpr int snapshot_steps_kept = 2;
 // The state of one unit as write_unit_file writes it, into memory.
 unit_snapshot encode_unit(std::int64_t step, std::int64_t epoch, const std::string& unit, const param_set& params,
                        const optimizer_state& opt);

@@ -1,5 +1,5 @@
 #pragma once
-// Inference split into the work of each logical unit (design.md section 2, "Inference";
+// Inference split into the work of each logical unit (docs/serving.md;
 // docs/serving.md), as plain functions the actor runtime calls message by message, the way
 // model/units.hpp splits a training step. The single-thread reference (model/generate.hpp)
 // calls the same functions in the runtime's order.

@@ -37,7 +37,7 @@ struct param_set {
 param_set dense_param_layout(const model_config& m);
 param_set expert_param_layout(const model_config& m);
 
-// GLaM's init (design.md section 1), one seeded stream per (parameter, unit): the dense
+// GLaM's init (docs/model.md, "Initialisation"), one seeded stream per (parameter, unit): the dense
 // replica is the same on every shard; expert e's values depend on (seed, e) only.
 param_set init_dense_params(const model_config& m, std::uint64_t seed);
 param_set init_expert_params(const model_config& m, index expert, std::uint64_t seed);

@@ -1,5 +1,5 @@
 #pragma once
-// The training step split into the work of each logical unit (design.md section 2), as
+// The training step split into the work of each logical unit (docs/runtime.md, "The training step on actors"), as
 // plain functions the actor runtime calls message by message. The single-threaded
 // reference (model/train_step.hpp) calls the same functions in the runtime's order, so
 // the runtime reproduces it bitwise by construction as long as it (1) feeds each unit the
@@ -45,7 +45,7 @@ struct moe_exchange {
   tensor rows;    // [E, C, M]
 };
 
-// A shard's parts of the global loss (design.md: the sum over shards is the loss).
+// A shard's parts of the global loss (docs/model.md, "The loss": the sum over shards is the loss).
 struct loss_parts {
   double cross_entropy_sum = 0;  // Σ token CE over this shard's tokens
   double aux_sum = 0;            // Σ over MoE layers of this group's aux

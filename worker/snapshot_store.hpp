@@ -15,7 +15,7 @@ namespace glam {
 
 class snapshot_store {
  public:
-  static constexpr int steps_kept = 2;
+  static constexpr int steps_kept = snapshot_steps_kept;
 
   // Keeps s for `job` (a store holds one job: another job's snapshots are dropped).
   void put(const std::string& job, unit_snapshot s);

@@ -438,6 +438,7 @@ worker_actor::behavior_type worker_behavior(self_ptr self, worker_options opts) 
   s.opts = opts;
   s.gate = std::make_unique<auth_gate>(opts.secret, caf::to_string(self->node()));
   s.stats.gflops = opts.gflops;
+  s.stats.memory_limit = opts.memory_limit;
   // CAF's system messages never reach a handler's gate: check them here. An exit from this
   // process ends the worker (the daemon stopping it) or is a unit actor ending; from
   // anywhere else it is dropped.

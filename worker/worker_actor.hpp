@@ -56,6 +56,9 @@ struct worker_options {
   // This worker's measured sgemm rate (GFLOP/s), reported with every heartbeat: placement
   // weighs workers by it.
   double gflops = 1.0;
+  // The memory it offers for units and their snapshots (bytes; 0: no limit): placement
+  // puts no more on it.
+  std::int64_t memory_limit = 0;
   // Where a job's data and checkpoints may be (a plan naming a path outside is refused).
   std::string data_root;
   std::string checkpoint_root;  // empty: jobs may not checkpoint on this worker

@@ -50,6 +50,7 @@ int run_worker(const worker_daemon_options& o) {
   wo.listen_host = host;
   wo.heartbeat = o.heartbeat;
   wo.gflops = measure_sgemm_flops(1024, 0.3) / 1e9;
+  wo.memory_limit = o.memory_limit > 0 ? o.memory_limit : std::int64_t{::sysconf(_SC_PHYS_PAGES)} * ::sysconf(_SC_PAGESIZE);
   wo.data_root = data_root.string();
   wo.checkpoint_root = checkpoint_root.empty() ? std::string() : fs::absolute(checkpoint_root).lexically_normal().string();
   wo.connector = spawn_connector(sys, *the_relay, wo.request_timeout);

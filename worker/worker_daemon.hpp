@@ -20,6 +20,7 @@ struct worker_daemon_options {
   // How long a worker looks for a lost coordinator (a restart) before it gives up.
   std::chrono::milliseconds coordinator_timeout{300000};
   int threads = 0;  // compute threads (0: all cores)
+  std::int64_t memory_limit = 0;  // bytes offered for units (0: the machine's physical memory)
   relay_encryption encryption = relay_encryption::off_loopback;
   std::string fault_at;  // testing: PHASE:STEP:ACTION (needs GLAM_TESTING=1)
 };

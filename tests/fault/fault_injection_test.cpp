@@ -8,6 +8,7 @@
 
 #include <functional>
 
+#include "coordinator/placement.hpp"
 #include "tests/integration/cluster_harness.hpp"
 #include "tests/integration/reference_run.hpp"
 
@@ -59,11 +60,13 @@ struct fault_run {
   std::string job;
   int coordinator_port = 0;
 
-  explicit fault_run(const std::string& tag) : c(tag, 1500, 0, coordinator_args) { coordinator_port = c.port; }
+  explicit fault_run(const std::string& tag, std::vector<std::string> coordinator = coordinator_args)
+      : c(tag, 1500, 0, coordinator) {
+    coordinator_port = c.port;
+  }
 
-  process& start(const std::string& name, const std::string& fault = {}) {
-    std::vector<std::string> args;
-    if (!fault.empty()) args = {"--fault-at", fault};
+  process& start(const std::string& name, const std::string& fault = {}, std::vector<std::string> args = {}) {
+    if (!fault.empty()) args.insert(args.end(), {"--fault-at", fault});
     auto& w = c.add_worker(name, {"GLAM_TESTING=1"}, args);
     EXPECT_GT(w.wait_port(), 0) << w.err();
     workers[name] = &w;
@@ -256,6 +259,29 @@ TEST_P(Fault, TheJobFinishesBitwiseEqualToTheUndisturbedRun) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, Fault, ::testing::ValuesIn(fault_cases),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// Each worker offers memory for a bit more than half the job's units (with their
+// snapshots), so the job needs two; when one dies the survivor cannot hold everything:
+// the job waits as pending with the reason, and goes on by itself when a worker joins.
+TEST(FaultMemory, SurvivorsTooSmallWaitForAJoin) {
+  const unit_costs u = unit_costs_of(fault_job());
+  const auto all = fault_job().cluster.shards * u.shard_bytes + fault_job().model.experts * u.expert_bytes;
+  const std::vector<std::string> limit = {"--memory-limit", std::to_string(all * 6 / 10)};
+  std::vector<std::string> planner = {"--step-timeout-ms", "4000", "--min-round-ms", "200"};  // the planner places
+  fault_run r("memory", planner);
+  r.start("w0", "", limit);
+  r.start("w1", "", limit);
+  r.submit();
+  r.wait_step(5);
+  r.workers["w1"]->kill(SIGKILL);
+  auto s = r.c.wait_status([](const nlohmann::json& s) { return s["jobs"][0]["state"] == "pending"; }, 30s);
+  ASSERT_EQ(s["jobs"][0]["state"], "pending") << s.dump();
+  EXPECT_NE(s["jobs"][0].dump().find("no worker has room"), std::string::npos) << s.dump();
+  r.start("w2", "", limit);
+  r.expect_finished_bitwise();
+  const auto events = metrics_events(r.metrics());
+  EXPECT_NE(std::find(events.begin(), events.end(), "recovery"), events.end()) << slurp(r.metrics());
+}
 
 }  // namespace
 }  // namespace glam::test

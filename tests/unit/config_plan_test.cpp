@@ -1,4 +1,4 @@
-// `glam plan` figures: the paper's table (design.md section 1) row by row, counted the way
+// `glam plan` figures: the paper's table (docs/model.md, "The paper's table") row by row, counted the way
 // each row counts the embedding; closed forms for the counts and FLOPs; memory per unit
 // and the even placement.
 #include <gtest/gtest.h>
@@ -19,8 +19,8 @@ const std::string k_configs_dir = std::string(GLAM_SOURCE_DIR) + "/configs";
 
 config load(const std::string& stem) { return glam::load_config(k_configs_dir + "/" + stem + ".toml"); }
 
-// How a paper row counts the embedding (design.md: "The paper's counts are not all made
-// the same way").
+// How a paper row counts the embedding (docs/plan.md, "Against the paper's table": the
+// paper does not count every row the same way).
 enum class embedding_count {
   glam,            // as glam counts: the tied V×M embedding once, in both figures
   none,            // left out
