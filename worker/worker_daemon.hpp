@@ -23,6 +23,7 @@ struct worker_daemon_options {
   std::int64_t memory_limit = 0;  // bytes offered for units (0: the machine's physical memory)
   relay_encryption encryption = relay_encryption::off_loopback;
   std::string fault_at;  // testing: PHASE:STEP:ACTION (needs GLAM_TESTING=1)
+  double slow_factor = 1;  // testing: kernel time stretched by this factor (needs GLAM_TESTING=1)
 };
 
 // Publishes the worker, registers with the coordinator, and runs until SIGTERM/SIGINT
