@@ -25,11 +25,17 @@ void add_status_command(CLI::App& app);
 void add_stop_command(CLI::App& app);
 void add_drain_command(CLI::App& app);
 
+// The clients' --coordinator: optional where actors/cluster_discovery.hpp finds the cluster.
+inline constexpr const char* coordinator_option_help =
+    "HOST:PORT of the coordinator (default: $GLAM_COORDINATOR, else the one running on this machine)";
+
 // "load 1.23": the 1-minute load average, printed with every benchmark figure.
 std::string load_average();
 
 // The daemons' --encryption auto|always (auto: TLS on connections that leave loopback).
 void add_encryption_option(CLI::App& sub, std::string& value);
 relay_encryption parse_encryption(const std::string& value);
+// The daemons' --http HOST:PORT and --http-auth auto|token (what: what the port serves).
+void add_http_options(CLI::App& sub, std::string& http, std::string& auth, const std::string& what);
 
 }  // namespace glam::cli
