@@ -37,6 +37,10 @@ void add_worker_command(CLI::App& app) {
       ->check(CLI::Range(1, 86400));
   add_encryption_option(*sub, *encryption);
   add_http_options(*sub, o->http, o->http_auth, "/metrics");
+  sub->add_option("--slow-factor", o->slow_factor,
+                  "Testing (GLAM_TESTING=1): stretch this worker's kernel time by this factor (a slower machine)")
+      ->check(CLI::Range(1.0, 100.0))
+      ->group("");
   sub->add_option("--fault-at", o->fault_at,
                   "Testing (GLAM_TESTING=1): kill, stop or cut off this worker at PHASE:STEP:ACTION")
       ->group("");

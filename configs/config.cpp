@@ -64,6 +64,10 @@ constexpr int_range r_snapshot_every{1, k_trillion};
 constexpr int_range r_checkpoint_every{0, k_trillion};
 constexpr int_range r_keep_checkpoints{1, 10000};
 constexpr int_range r_heartbeat_ms{10, 600000};
+constexpr int_range r_rebalance_every{0, k_trillion};
+constexpr int_range r_window{1, 100000};
+constexpr real_range r_min_gain{0.0, false, 1.0};
+constexpr int_range r_payback_steps{1, k_trillion};
 
 std::string quote(std::string_view s) {
   std::string out = "\"";
@@ -365,6 +369,10 @@ void check_values(const config& c, const std::string& source) {
   in_range("fault.checkpoint_every", c.fault.checkpoint_every, r_checkpoint_every);
   in_range("fault.keep_checkpoints", c.fault.keep_checkpoints, r_keep_checkpoints);
   in_range("fault.heartbeat_ms", c.fault.heartbeat_ms, r_heartbeat_ms);
+  in_range("placement.rebalance_every", c.placement.rebalance_every, r_rebalance_every);
+  in_range("placement.window", c.placement.window, r_window);
+  real_in_range("placement.min_gain", c.placement.min_gain, r_min_gain);
+  in_range("placement.payback_steps", c.placement.payback_steps, r_payback_steps);
 }
 
 }  // namespace
@@ -403,7 +411,7 @@ config parse_config_string(const std::string& toml_text, const std::string& sour
   }
 
   const section_reader top(source_name, "", &root);
-  top.refuse_unknown_keys({"name", "model", "moe", "train", "data", "cluster", "fault"});
+  top.refuse_unknown_keys({"name", "model", "moe", "train", "data", "cluster", "fault", "placement"});
 
   config c;
   c.name = stem_of(source_name);
@@ -468,6 +476,13 @@ config parse_config_string(const std::string& toml_text, const std::string& sour
   fault.get_int("checkpoint_every", c.fault.checkpoint_every, r_checkpoint_every);
   fault.get_int("keep_checkpoints", c.fault.keep_checkpoints, r_keep_checkpoints);
   fault.get_int("heartbeat_ms", c.fault.heartbeat_ms, r_heartbeat_ms);
+
+  const section_reader placement(source_name, "placement", section_table(root, "placement", top));
+  placement.refuse_unknown_keys({"rebalance_every", "window", "min_gain", "payback_steps"});
+  placement.get_int("rebalance_every", c.placement.rebalance_every, r_rebalance_every);
+  placement.get_int("window", c.placement.window, r_window);
+  placement.get_double("min_gain", c.placement.min_gain, r_min_gain);
+  placement.get_int("payback_steps", c.placement.payback_steps, r_payback_steps);
 
   check_values(c, source_name);
   return c;
@@ -572,7 +587,12 @@ std::string to_toml(const config& c) {
      << "snapshot_every = " << i(c.fault.snapshot_every) << "\n"
      << "checkpoint_every = " << i(c.fault.checkpoint_every) << "\n"
      << "keep_checkpoints = " << i(c.fault.keep_checkpoints) << "\n"
-     << "heartbeat_ms = " << i(c.fault.heartbeat_ms) << "\n";
+     << "heartbeat_ms = " << i(c.fault.heartbeat_ms) << "\n\n";
+  os << "[placement]\n"
+     << "rebalance_every = " << i(c.placement.rebalance_every) << "\n"
+     << "window = " << i(c.placement.window) << "\n"
+     << "min_gain = " << format_double(c.placement.min_gain) << "\n"
+     << "payback_steps = " << i(c.placement.payback_steps) << "\n";
   return os.str();
 }
 

@@ -72,6 +72,16 @@ struct fault_config {
   std::int64_t heartbeat_ms = 500;
 };
 
+// Load-aware placement (docs/placement.md): how often the coordinator re-plans from the
+// measured load, over how many steps it averages, and when a new placement is worth moving
+// units for. Not part of the model hash: placement never changes a result.
+struct placement_config {
+  std::int64_t rebalance_every = 0;  // steps; 0: the placement stays as the job started
+  std::int64_t window = 20;          // steps the load is averaged over
+  double min_gain = 0.1;             // predicted step time must drop by this share at least
+  std::int64_t payback_steps = 100;  // the units' transfer must be repaid within this many steps
+};
+
 struct config {
   std::string name;  // from the file name when not given
   model_config model;
@@ -80,6 +90,7 @@ struct config {
   data_config data;
   cluster_config cluster;
   fault_config fault;
+  placement_config placement;
 };
 
 // A config error: what() names the key, the value and what is allowed.

@@ -11,6 +11,7 @@
 #include "configs/config.hpp"
 #include "configs/plan.hpp"
 #include "coordinator/placement.hpp"
+#include "coordinator/rebalance.hpp"
 #include "data/dataset.hpp"
 #include "kernels/check.hpp"
 #include "model/checkpoint.hpp"
@@ -31,7 +32,7 @@ const char* to_string(job_phase p) {
 
 void running_job::enter(job_phase to) {
   using p = job_phase;
-  const bool ok = (phase == p::placing && to == p::computing) ||
+  const bool ok = (phase == p::placing && (to == p::computing || to == p::checkpointing)) ||
                   (phase == p::computing && (to == p::computing || to == p::applying || to == p::checkpointing)) ||
                   (phase == p::applying && (to == p::computing || to == p::checkpointing)) ||
                   (phase == p::checkpointing && to == p::computing);
@@ -80,8 +81,10 @@ bool from_member(self_ptr self) {
 
 void arm_deadline(self_ptr self) {
   auto& r = *self->state.run;
-  self->delayed_send(self, self->state.opts.step_timeout, deadline_atom::value, r.id, ++r.deadline_serial);
+  self->delayed_send(self, self->state.opts.step_timeout, deadline_atom::value, r.id, ++self->state.deadline_serial);
 }
+
+void write_measured_event(self_ptr self, running_job& r);
 
 // Ends the job (finished, failed or stopped) and releases its units.
 void end_job(self_ptr self, job_record& j, const std::string& why, job_state st = job_state::failed) {
@@ -90,7 +93,10 @@ void end_job(self_ptr self, job_record& j, const std::string& why, job_state st 
   j.error = why;
   j.waiting.clear();
   s.jobs->persist();
-  if (s.run && s.run->id == j.id) s.run.reset();
+  if (s.run && s.run->id == j.id) {
+    write_measured_event(self, *s.run);
+    s.run.reset();
+  }
   if (st == job_state::finished)
     spdlog::info("job {} finished: {} steps, loss {:.6f}", j.id, j.step, j.loss);
   else
@@ -115,10 +121,17 @@ void fail_run(self_ptr self, const std::string& why) {
 }
 
 // Orders the driver's current round from every worker hosting units, with a deadline.
+void start_checkpoint(self_ptr self);
+
 void start_round(self_ptr self, bool paced = false) {
   auto& s = self->state;
   auto& r = *s.run;
-  if (r.driver->finished()) return end_job(self, *s.jobs->find(r.id), {}, job_state::finished);
+  if (r.driver->finished()) {
+    // A job restored at its last step (a recovery while its final checkpoint was written)
+    // writes that checkpoint before it ends.
+    if (s.opts.checkpoints && r.checkpointed != r.driver->steps_done()) return start_checkpoint(self);
+    return end_job(self, *s.jobs->find(r.id), {}, job_state::finished);
+  }
   ++s.pace_serial;
   if (!paced && s.opts.min_round.count() > 0) {
     const auto wait = r.round_start + s.opts.min_round - runtime_clock::now();
@@ -171,6 +184,7 @@ void finish_checkpoint(self_ptr self) {
   write_manifest(r.plan.checkpoint_dir, m, r.cfg.fault.keep_checkpoints);
   spdlog::info("job {}: checkpoint of step {} in {} ({} units, {} bytes)", r.id, m.step,
                checkpoint_dir_for(r.plan.checkpoint_dir, m.step), m.units.size(), checkpoint_bytes(m));
+  r.checkpointed = r.checkpoint_step;
   r.checkpoint_step = -1;
 }
 
@@ -193,8 +207,35 @@ std::string shut_down(self_ptr self) {
 
 void place_job(self_ptr self, job_record& j, const std::string& activity);
 
+// Every placement.rebalance_every steps, once a window of the placement's load is measured:
+// a new placement from the measured load, adopted when it repays its move (docs/placement.md).
+// The units then move at the next step boundary, as for a join.
+void maybe_rebalance(self_ptr self) {
+  auto& s = self->state;
+  auto& r = *s.run;
+  const auto every = r.cfg.placement.rebalance_every;
+  const auto done = r.driver->steps_done();
+  if (every <= 0 || r.migrate || done % every != 0 || !r.load.full() || r.driver->finished()) return;
+  std::vector<worker_capacity> caps;
+  for (const auto* m : s.members.workers())
+    if (!s.draining.count(m->name))
+      caps.push_back({m->name, m->host, m->port, m->stats.gflops > 0 ? m->stats.gflops : 1.0, m->stats.memory_limit});
+  // Before any unit moved, an assumed 100 MB/s; then the rate the last move measured.
+  const double rate = s.transfer_rate > 0 ? s.transfer_rate : 100e6;
+  const auto d = plan_rebalance(r.cfg, r.plan.units, caps, r.load.worker_seconds(), rate);
+  spdlog::info("job {} step {}: balancedness {:.3f}; rebalance {}: {}", r.id, done, r.load.balancedness(),
+               d.adopt ? "adopted" : "not adopted", d.why);
+  if (!d.adopt) return;
+  r.migrate = true;
+  r.next_placement = d.proposed;
+  r.rebalance = {{"predicted_seconds_before", d.predicted_now}, {"predicted_seconds_after", d.predicted_new},
+                 {"predicted_gain", d.gain}, {"busiest_seconds_before", r.load.busiest_seconds()},
+                 {"balancedness_before", r.load.balancedness()}};
+}
+
 // A step is committed (and checkpointed when due): the units move when a worker joined or
-// drains and the step's snapshots were taken, else the next round begins.
+// drains, or a rebalance was adopted, and the step's snapshots were taken; else the next
+// round begins.
 void after_commit(self_ptr self) {
   auto& s = self->state;
   auto& r = *s.run;
@@ -206,10 +247,12 @@ void after_commit(self_ptr self) {
     const auto layout = unit_layout::of(r.plan.units, r.cfg.cluster.shards, r.cfg.model.experts);
     for (const auto& a : r.plan.units)
       for (const auto& unit : layout.snapshot_units_of(a.worker)) ledger.record(a.worker, unit, done);
-    r.event = {{"event", s.draining.empty() ? "join" : "drain"}};
+    r.event = {{"event", r.next_placement ? "rebalance" : s.draining.empty() ? "join" : "drain"}};
+    if (r.next_placement) r.event.update(r.rebalance);
     r.event_start = runtime_clock::now();
     return place_job(self, *s.jobs->find(r.id), "migrating");
   }
+  maybe_rebalance(self);
   start_round(self);
 }
 
@@ -249,6 +292,8 @@ void complete_round(self_ptr self) {
                    m.loss.aux, j->tokens_per_s, m.skipped ? ", skipped (gradients not finite)" : "",
                    done->val_loss ? fmt::format(", val_loss {:.6f}", *done->val_loss) : std::string());
     if (s.opts.on_step) s.opts.on_step(*j, line);
+    r.load.add({done->worker_seconds, m.tokens_per_expert});
+    if (r.load.full()) write_measured_event(self, r);
     if (s.opts.checkpoints && step_schedule(r.cfg).checkpoints_at(r.driver->steps_done())) return start_checkpoint(self);
     return after_commit(self);
   }
@@ -276,17 +321,32 @@ running_job* run_of_unit_actor(self_ptr self, const job_tag& tag, const std::str
   return s.run.get();
 }
 
-// Writes the run's event (a recovery, join or drain) to the job's metrics once it is over:
-// done, or cut short by a recovery (`interrupted_by`).
+// A rebalance's event waits for its measured gain (the busiest worker's seconds over a
+// window of the new placement against before); it is written then, or when the job moves on
+// (measured_gain null).
+void write_measured_event(self_ptr self, running_job& r) {
+  if (r.measured_event.is_null()) return;
+  const double before = r.measured_event.value("busiest_seconds_before", 0.0);
+  if (r.load.full() && before > 0) r.measured_event["measured_gain"] = 1.0 - r.load.busiest_seconds() / before;
+  else r.measured_event["measured_gain"] = nullptr;
+  self->state.jobs->append_metrics(r.id, r.measured_event.dump());
+  r.measured_event = nlohmann::json{};
+}
+
+// Writes the run's event (a recovery, join, drain or rebalance) to the job's metrics once it
+// is over: done, or cut short by a recovery (`interrupted_by`).
 void record_event(self_ptr self, running_job& r, const std::string& interrupted_by = {}) {
   auto& s = self->state;
   if (r.event.is_object() && r.event.value("event", "") != "start") {
     auto* j = s.jobs->find(r.id);
+    const double seconds = std::chrono::duration<double>(runtime_clock::now() - r.event_start).count();
     r.event["workers"] = j->workers;
     r.event["bytes"] = r.bytes_moved;
-    r.event["seconds"] = std::chrono::duration<double>(runtime_clock::now() - r.event_start).count();
+    r.event["seconds"] = seconds;
+    if (r.bytes_moved > 0 && seconds > 0) s.transfer_rate = double(r.bytes_moved) / seconds;
     if (!interrupted_by.empty()) r.event["interrupted_by"] = interrupted_by;
-    s.jobs->append_metrics(r.id, r.event.dump());
+    if (r.event["event"] == "rebalance" && interrupted_by.empty()) r.measured_event = std::move(r.event);
+    else s.jobs->append_metrics(r.id, r.event.dump());
   }
   r.event = nlohmann::json{};
 }
@@ -309,6 +369,7 @@ void recover(self_ptr self, const std::string& why) {
   if (++s.run->failed_placements > max_attempts)
     return end_job(self, *j, why + "; " + std::to_string(max_attempts) + " recoveries in a row failed");
   spdlog::warn("job {}: {} at step {}: recovering", j->id, why, j->step);
+  write_measured_event(self, *s.run);
   // A join or drain whose units were still moving ends here, and the recovery places them;
   // a recovery that fails again goes on as the same event, timed from the first detection.
   const std::string ongoing = s.run->event.is_object() ? s.run->event.value("event", "") : "";
@@ -411,9 +472,15 @@ void place_job(self_ptr self, job_record& j, const std::string& activity) {
   }
   if (caps.empty()) return wait("no workers: start one with glam worker");
   placement units;
+  // A rebalance's placement, while every worker it uses is still here; else a new one.
+  const bool rebalanced = activity == "migrating" && s.run && s.run->next_placement &&
+                          std::all_of(s.run->next_placement->begin(), s.run->next_placement->end(), [&](const auto& a) {
+                            return std::any_of(caps.begin(), caps.end(), [&](const auto& k) { return k.name == a.worker; });
+                          });
   try {
-    units = s.opts.random_placement_seed != 0 ? random_placement(caps, c.cluster.shards, experts, s.opts.random_placement_seed)
-                                              : place_units(caps, c.cluster.shards, experts, unit_costs_of(c));
+    units = rebalanced                        ? *s.run->next_placement
+            : s.opts.random_placement_seed != 0 ? random_placement(caps, c.cluster.shards, experts, s.opts.random_placement_seed)
+                                                : place_units(caps, c.cluster.shards, experts, unit_costs_of(c));
   } catch (const std::exception& e) {
     return wait(e.what());
   }
@@ -468,6 +535,8 @@ void place_job(self_ptr self, job_record& j, const std::string& activity) {
   run->plan = plan;
   run->activity = activity;
   run->flops_per_token = double(make_plan(c, 1).flops_per_token_train);
+  run->load = load_monitor(c.placement.window);
+  if (plan.from == restore_kind::checkpoint) run->checkpointed = plan.start_step;
   run->event = std::move(keep_event);
   run->event_start = event_start;
   run->failed_placements = failures;
@@ -617,8 +686,10 @@ std::string status_json(const coordinator_state& s) {
   }
   o["workers"] = nlohmann::json::array();
   auto now = runtime_clock::now();
+  const auto busy = s.run ? s.run->load.worker_seconds() : std::map<std::string, double>{};
   for (const auto* m : s.members.workers()) {
     auto h = s.hosted.find(m->name);
+    auto b = busy.find(m->name);
     o["workers"].push_back(
         {{"name", m->name},
          {"address", m->host + ":" + std::to_string(m->port)},
@@ -632,6 +703,7 @@ std::string status_json(const coordinator_state& s) {
          {"peers", m->stats.peers},
          {"refused", refusals_json(m->stats.refused)},
          {"relay_refused", relay_json(m->stats.relay)},
+         {"busy_seconds_per_step", b == busy.end() ? 0.0 : b->second},
          {"last_heard_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - m->last_seen).count()}});
   }
   o["jobs"] = nlohmann::json::array();
@@ -640,7 +712,19 @@ std::string status_json(const coordinator_state& s) {
   for (std::size_t i = first; i < jobs.size(); ++i) {
     auto j = nlohmann::json::parse(job_json(jobs[i]));
     j["activity"] = activity_of(s, jobs[i]);
-    if (s.run && s.run->id == jobs[i].id) j["epoch"] = s.run->plan.tag.epoch;
+    if (s.run && s.run->id == jobs[i].id) {
+      const auto& r = *s.run;
+      j["epoch"] = r.plan.tag.epoch;
+      // The load of the current placement over its window (docs/placement.md).
+      j["balancedness"] = r.load.balancedness();
+      j["experts"] = nlohmann::json::array();
+      const auto share = r.load.routed_share();
+      for (const auto& a : r.plan.units)
+        for (index e : a.experts)
+          j["experts"].push_back({{"expert", e},
+                                  {"worker", a.worker},
+                                  {"load_share", e < index(share.size()) ? share[static_cast<std::size_t>(e)] : 0.0}});
+    }
     o["jobs"].push_back(j);
   }
   return o.dump();
@@ -850,7 +934,7 @@ coordinator_actor::behavior_type coordinator_behavior(self_ptr self, coordinator
       [self](deadline_atom, const std::string& id, std::int64_t serial) {
         auto& s = self->state;
         if (!from_self(self)) return;
-        if (!s.run || s.run->id != id || serial != s.run->deadline_serial || !s.run->driver) return;
+        if (!s.run || s.run->id != id || serial != s.deadline_serial || !s.run->driver) return;
         const auto what = s.run->phase == job_phase::checkpointing
                               ? "the checkpoint of step " + std::to_string(s.run->checkpoint_step) + " was not written"
                               : s.run->driver->current().describe() + " did not complete";

@@ -31,12 +31,14 @@
 //   └── any phase: a worker lost, a round past its deadline (recovering: a global rollback
 //       to the newest restore point), or a worker joined or drains (migrating, at a step
 //       boundary): a new epoch and placement, the units' state restored, the job goes on.
+//   placing -> checkpointing: a job restored at its last step writes its final checkpoint.
 //   Any phase ends with the job: finished, failed or stopped.
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -49,6 +51,7 @@
 #include "actors/relay.hpp"
 #include "actors/worker_protocol.hpp"
 #include "coordinator/job_table.hpp"
+#include "coordinator/load_monitor.hpp"
 #include "coordinator/membership.hpp"
 #include "coordinator/snapshot_ledger.hpp"
 #include "coordinator/step_driver.hpp"
@@ -120,7 +123,7 @@ struct running_job {
   std::int64_t checkpoint_step = -1;
   std::set<std::string> checkpoint_waiting;  // unit actors still writing
   std::vector<unit_file_info> checkpoint_files;
-  std::int64_t deadline_serial = 0;  // tells a phase's deadline from a later one's
+  std::int64_t checkpointed = -1;    // the newest step this run wrote (or restored) a checkpoint of
   // Fault tolerance and elasticity.
   bool migrate = false;             // re-place at the next step boundary (a worker joined or drains)
   std::int64_t snapshot_step = -1;  // the step whose snapshots the last finish asked for
@@ -128,6 +131,11 @@ struct running_job {
   runtime_clock::time_point event_start;
   std::uint64_t bytes_moved = 0;    // snapshot bytes the workers fetched to restore
   int failed_placements = 0;        // in a row; the job fails after too many
+  // Load-aware placement (docs/placement.md).
+  load_monitor load{1};                    // the measured load of this placement
+  std::optional<placement> next_placement;  // adopted by a rebalance, used at the next move
+  nlohmann::json rebalance;                 // what the rebalance predicted, for its event
+  nlohmann::json measured_event;            // a rebalance's event, written once its gain is measured
 
   // Moves to phase `to`; a transition outside the table is a bug (always-on check).
   void enter(job_phase to);
@@ -138,7 +146,10 @@ struct coordinator_state {
   std::unique_ptr<auth_gate> gate;
   std::unique_ptr<job_table> jobs;
   membership members;
-  std::int64_t pace_serial = 0;  // tells a paced round's start from a later one's
+  // Tell a deadline or a paced round's start from a later one's: counted across runs, so
+  // that a timer of a run before a recovery never matches the new run's.
+  std::int64_t deadline_serial = 0;
+  std::int64_t pace_serial = 0;
   runtime_clock::time_point started = runtime_clock::now();
   // Which worker holds which snapshot, by job (kept across epochs and coordinator-side
   // placements; after a restart, rebuilt from what the workers report).
@@ -151,6 +162,9 @@ struct coordinator_state {
     runtime_clock::time_point start;
   };
   std::optional<parked_event> parked;
+  // Bytes per second that unit states moved at in the newest join, drain, rebalance or
+  // recovery that moved any (0: none yet); a rebalance weighs its transfer by it.
+  double transfer_rate = 0;
   // Workers being drained, and the clients waiting for it.
   std::map<std::string, std::vector<caf::typed_response_promise<std::string>>> draining;
   std::map<std::string, worker_actor> handles;  // worker name -> its actor

@@ -109,6 +109,10 @@ std::string coordinator_metrics_text(const nlohmann::json& status, const http_co
     w.gauge("glam_worker_memory_limit_bytes", "Memory the worker offers for units and their snapshots.",
             double(int_of(wk, "memory_limit")), l);
     w.gauge("glam_worker_gflops", "The worker's measured sgemm speed (GFLOP/s).", number_of(wk, "gflops"), l);
+    if (wk.contains("busy_seconds_per_step") && wk["busy_seconds_per_step"].is_number())
+      w.gauge("glam_worker_busy_seconds_per_step",
+              "Seconds the worker's units computed per step, over the placement's measuring window.",
+              number_of(wk, "busy_seconds_per_step"), l);
     reasons(w, "glam_worker_refused_messages_total", "Messages the worker dropped, by reason.",
             wk.value("refused", nlohmann::json::object()), l);
     reasons(w, "glam_worker_relay_refused_total", "Connections the worker's relay refused, by reason.",
@@ -133,8 +137,9 @@ std::string coordinator_metrics_text(const nlohmann::json& status, const http_co
     w.counter("glam_job_dropped_choices_total", "Expert choices dropped over an expert's capacity.",
               double(int_of(p, "dropped_choices")), l);
     const auto events = p.value("events", nlohmann::json::object());
-    for (const char* event : {"recovery", "join", "drain"})
-      w.counter("glam_job_events_total", "Recoveries, joins and drains of the job (migrations are joins and drains).",
+    for (const char* event : {"recovery", "join", "drain", "rebalance"})
+      w.counter("glam_job_events_total",
+                "Recoveries and migrations of the job (a join, a drain, or a rebalance from the measured load).",
                 double(int_of(events, event)), {{"job", id}, {"event", event}});
     w.gauge("glam_job_loss", "Loss of the last committed step.", number_of(j, "loss"), l);
     if (p.contains("val_loss"))
@@ -144,9 +149,15 @@ std::string coordinator_metrics_text(const nlohmann::json& status, const http_co
     if (p.contains("mfu"))
       w.gauge("glam_job_mfu", "Model FLOPs utilisation of the last step, against the measured sgemm rate.",
               number_of(p, "mfu"), l);
-    if (p.contains("balancedness"))
-      w.gauge("glam_job_balancedness", "Balancedness of the last step's placement (mean over max busy time).",
-              number_of(p, "balancedness"), l);
+    if (j.contains("balancedness") && j["balancedness"].is_number())
+      w.gauge("glam_job_balancedness",
+              "The running placement's balancedness: the workers' mean busy time over the busiest's.",
+              number_of(j, "balancedness"), l);
+    if (auto it = j.find("experts"); it != j.end() && it->is_array())
+      for (const auto& e : *it)
+        w.gauge("glam_expert_load_share", "Share of the routed tokens each expert received over the measuring window.",
+                number_of(e, "load_share"),
+                {{"job", id}, {"expert", std::to_string(int_of(e, "expert"))}, {"worker", string_of(e, "worker")}});
     if (p.contains("exchange_share"))
       w.gauge("glam_job_exchange_share", "Share of the last step spent outside the busiest worker's kernels.",
               number_of(p, "exchange_share"), l);

@@ -155,7 +155,6 @@ void count_line(job_progress& p, const nlohmann::json& line) {
   p.dropped_choices += line.value("dropped", std::int64_t{0});
   p.tokens_per_second = number_of(line, "tokens_per_second");
   p.mfu = number_of(line, "mfu");
-  p.balancedness = number_of(line, "balancedness");
   p.exchange_share = number_of(line, "exchange_share");
   if (auto v = number_of(line, "val_loss")) p.val_loss = v;
 }
@@ -169,8 +168,10 @@ nlohmann::json to_json(const job_progress& p) {
                    {"dropped_choices", p.dropped_choices},
                    {"events", p.events}};
   const std::pair<const char*, const std::optional<double>*> gauges[] = {
-      {"tokens_per_second", &p.tokens_per_second}, {"mfu", &p.mfu},           {"balancedness", &p.balancedness},
-      {"exchange_share", &p.exchange_share},       {"val_loss", &p.val_loss}};
+      {"tokens_per_second", &p.tokens_per_second},
+      {"mfu", &p.mfu},
+      {"exchange_share", &p.exchange_share},
+      {"val_loss", &p.val_loss}};
   for (const auto& [key, value] : gauges)
     if (*value) o[key] = **value;
   return o;

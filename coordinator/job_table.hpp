@@ -29,9 +29,9 @@ struct job_progress {
   std::int64_t tokens = 0;
   std::int64_t skipped_steps = 0;
   std::int64_t dropped_choices = 0;  // expert choices over capacity
-  std::map<std::string, std::int64_t> events;  // "recovery", "join", "drain" -> how many
+  std::map<std::string, std::int64_t> events;  // "recovery", "join", "drain", "rebalance" -> how many
   // Of the newest step line (val_loss: of the newest line that had one).
-  std::optional<double> tokens_per_second, mfu, balancedness, exchange_share, val_loss;
+  std::optional<double> tokens_per_second, mfu, exchange_share, val_loss;
 };
 nlohmann::json to_json(const job_progress& p);
 

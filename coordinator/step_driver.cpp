@@ -63,6 +63,7 @@ std::optional<completed_step> step_driver::next(double round_seconds) {
     done.metrics = combine_step(cfg_, round_.step, parts, applied);
     done.seconds = round_seconds;
     done.compute_seconds = compute;
+    done.worker_seconds = per_worker;
     pending_ = done;
     steps_done_ = round_.step + 1;
     if (schedule_.evaluates_after(round_.step)) {

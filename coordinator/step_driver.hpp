@@ -21,6 +21,7 @@ struct completed_step {
   step_metrics metrics;
   double seconds = 0;              // the training round, validation excluded
   double compute_seconds = 0;      // the busiest worker's time in kernels during the round (its unit actors' sum)
+  std::map<std::string, double> worker_seconds;  // each worker's time in kernels during the round
   std::optional<double> val_loss;  // mean token CE over the validation batches, when due
 };
 

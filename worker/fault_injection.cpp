@@ -1,5 +1,7 @@
 #include "worker/fault_injection.hpp"
 
+#include <thread>
+
 #include <signal.h>
 
 #include <stdexcept>
@@ -72,6 +74,10 @@ void fault_injector::at(fault_phase phase, std::int64_t step) {
       cut_until_ns_ = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(cut_for).count();
       break;
   }
+}
+
+void fault_injector::stretch(std::chrono::duration<double> took) const {
+  if (slow_factor_ > 1) std::this_thread::sleep_for((slow_factor_ - 1) * took);
 }
 
 bool fault_injector::cut_now(fault_action a) const {

@@ -32,15 +32,19 @@ class fault_injector {
   // How long a cut lasts.
   static constexpr std::chrono::milliseconds cut_for{4000};
 
-  explicit fault_injector(std::optional<fault_plan> plan = std::nullopt) : plan_(plan) {}
+  explicit fault_injector(std::optional<fault_plan> plan = std::nullopt, double slow_factor = 1)
+      : plan_(plan), slow_factor_(slow_factor) {}
   // The worker reached `phase` of `step`: the fault strikes when it is the planned one (once).
   void at(fault_phase phase, std::int64_t step);
   bool peers_cut() const { return cut_now(fault_action::cut_peers); }
   bool coordinator_cut() const { return cut_now(fault_action::cut_coordinator); }
+  // A slower machine: after kernels that took `took`, waits (slow_factor - 1) times as long.
+  void stretch(std::chrono::duration<double> took) const;
 
  private:
   bool cut_now(fault_action a) const;
   std::optional<fault_plan> plan_;
+  double slow_factor_ = 1;
   std::atomic<bool> struck_{false};
   std::atomic<std::int64_t> cut_until_ns_{0};
 };

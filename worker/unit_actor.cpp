@@ -101,6 +101,7 @@ void guarded(self_ptr self, F&& f) {
     compute_guard lock(compute_mutex());
     const auto start = std::chrono::steady_clock::now();
     f();
+    self->state.opts.faults->stretch(std::chrono::steady_clock::now() - start);
     self->state.compute_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   } catch (const std::exception& e) {
     report_failure(self, e.what());

@@ -54,7 +54,7 @@ struct unit_options {
   std::shared_ptr<compute_counters> counters;
   // plan.from == restore_kind::snapshot: the snapshots its units restore from, by unit.
   std::map<std::string, unit_snapshot> states;
-  std::shared_ptr<fault_injector> faults;  // testing
+  std::shared_ptr<fault_injector> faults = std::make_shared<fault_injector>();  // testing: none by default
 };
 
 enum class unit_phase { idle, computing, reported };

@@ -34,12 +34,14 @@ int run_worker(const worker_daemon_options& o) {
   auto secret = find_client_secret(o.secret_file, chost, cport);
   const auto name = o.name.empty() ? "worker-" + std::to_string(::getpid()) : o.name;
   std::optional<fault_plan> fault;
+  const char* testing = std::getenv("GLAM_TESTING");
+  const bool testing_allowed = testing && std::string(testing) == "1";
   if (!o.fault_at.empty()) {
-    const char* testing = std::getenv("GLAM_TESTING");
-    if (!testing || std::string(testing) != "1")
-      throw std::invalid_argument("--fault-at is a testing option: set GLAM_TESTING=1 to use it");
+    if (!testing_allowed) throw std::invalid_argument("--fault-at is a testing option: set GLAM_TESTING=1 to use it");
     fault = parse_fault(o.fault_at);
   }
+  if (o.slow_factor != 1.0 && !testing_allowed)
+    throw std::invalid_argument("--slow-factor is a testing option: set GLAM_TESTING=1 to use it");
   if (auto why = name_problem(name); !why.empty()) throw std::invalid_argument("--name '" + name + "': " + why);
   namespace fs = std::filesystem;
   const auto data_root = fs::absolute(o.data_root.empty() ? fs::current_path() : fs::path(o.data_root)).lexically_normal();
@@ -65,7 +67,7 @@ int run_worker(const worker_daemon_options& o) {
   wo.coordinator_host = chost;
   wo.coordinator_port = cport;
   wo.coordinator_timeout = o.coordinator_timeout;
-  wo.faults = std::make_shared<fault_injector>(fault);
+  wo.faults = std::make_shared<fault_injector>(fault, o.slow_factor);
   wo.relay = &the_relay->counters();
   // Publish first (the coordinator hands this address to peers), then register.
   auto self_actor = sys.spawn(worker_behavior, wo);

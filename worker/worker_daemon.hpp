@@ -26,6 +26,7 @@ struct worker_daemon_options {
   // /metrics for Prometheus (empty: none), and who may read it (actors/http_access.hpp).
   std::string http;
   std::string http_auth = "auto";
+  double slow_factor = 1;  // testing: kernel time stretched by this factor (needs GLAM_TESTING=1)
 };
 
 // Publishes the worker, registers with the coordinator, and runs until SIGTERM/SIGINT

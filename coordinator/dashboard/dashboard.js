@@ -59,6 +59,7 @@
       cell(row, health, 'text ' + health);
       cell(row, number(heard / 1000, 1) + ' s ago');
       cell(row, (w.units || []).join(' ') || '—', 'text');
+      cell(row, number(w.busy_seconds_per_step, 3));
       cell(row, count(w.tokens_computed));
       cell(row, bytes(w.bytes_received));
       cell(row, bytes(w.bytes_sent));
@@ -67,17 +68,22 @@
     if (!(status.workers || []).length) {
       const row = body.insertRow();
       const td = cell(row, 'no workers registered', 'text muted');
-      td.colSpan = 8;
+      td.colSpan = 9;
     }
   }
 
   function render_placement(status) {
     const body = $('placement').tBodies[0];
     body.replaceChildren();
+    // The running job's measured share of the routed tokens per expert, when known.
+    const share = new Map();
+    for (const j of status.jobs || [])
+      for (const e of j.experts || []) if (Number.isFinite(e.load_share)) share.set(String(e.expert), e.load_share);
     for (const w of status.workers || []) {
       const units = w.units || [];
       const shards = units.filter((u) => u.startsWith('shard'));
-      const experts = units.filter((u) => u.startsWith('expert')).map((u) => u.slice(6));
+      const experts = units.filter((u) => u.startsWith('expert')).map((u) => u.slice(6))
+        .map((e) => (share.has(e) ? e + ' (' + number(100 * share.get(e), 0) + '%)' : e));
       const row = body.insertRow();
       row.dataset.worker = w.name;
       row.dataset.units = String(units.length);
@@ -112,6 +118,7 @@
       cell(row, number(p.val_loss, 4));
       cell(row, count(j.tokens_per_s));
       cell(row, p.mfu === undefined ? '' : number(100 * p.mfu, 1) + ' %');
+      cell(row, number(j.balancedness, 2));
       cell(row, (j.error || '') + (j.waiting || ''), 'text');
       row.addEventListener('click', () => {
         selected = j.id;

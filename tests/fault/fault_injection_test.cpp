@@ -74,8 +74,10 @@ struct fault_run {
   }
   std::string root() const { return c.dir + "/state/checkpoints/survivor"; }
   std::string metrics() const { return c.dir + "/state/jobs/" + job + "/metrics.jsonl"; }
-  void submit() {
-    write_file(c.dir + "/job.toml", to_toml(fault_job()), 0644);
+  void submit(const std::function<void(config&)>& change = nullptr) {
+    config cfg = fault_job();
+    if (change) change(cfg);
+    write_file(c.dir + "/job.toml", to_toml(cfg), 0644);
     auto [rc, out] = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/job.toml"});
     ASSERT_EQ(rc, 0) << out;
     job = out.substr(0, out.find('\n'));
@@ -140,7 +142,16 @@ struct fault_case {
   int workers;                               // w0, w1, ... started before the job
   std::function<void(fault_run&)> during;    // what else happens while the job runs
   std::vector<std::string> events;           // event kinds the metrics must record
+  // Load-aware placement: w1 runs its kernels this many times slower, and the job re-plans
+  // from the measured load every 3 steps (a change of placement, not of the math).
+  double slow_w1 = 1;
 };
+
+void rebalance_often(config& c) {
+  c.placement.rebalance_every = 3;
+  c.placement.window = 3;
+  c.placement.min_gain = 0.05;
+}
 
 const fault_case fault_cases[] = {
     {"kill_in_forward", "forward:5:kill", 3, nullptr, {"recovery"}},
@@ -229,6 +240,8 @@ const fault_case fault_cases[] = {
        EXPECT_EQ(r.workers["w2"]->wait_exit(30s), 0);
      },
      {"join", "drain", "drain"}},
+    {"rebalanced_every_few_steps", "", 3, nullptr, {"rebalance"}, 4},
+    {"killed_during_a_rebalance", "migration:*:kill", 3, nullptr, {"rebalance", "recovery"}, 4},
 };
 
 void PrintTo(const fault_case& c, std::ostream* os) { *os << c.name; }
@@ -239,8 +252,12 @@ TEST_P(Fault, TheJobFinishesBitwiseEqualToTheUndisturbedRun) {
   const auto& fc = GetParam();
   fault_run r(fc.name);
   ASSERT_GT(r.coordinator_port, 0) << r.c.coordinator->err();
-  for (int i = 0; i < fc.workers; ++i) r.start("w" + std::to_string(i), i == 1 ? fc.fault : "");
-  r.submit();
+  for (int i = 0; i < fc.workers; ++i) {
+    std::vector<std::string> slow;
+    if (i == 1 && fc.slow_w1 != 1) slow = {"--slow-factor", std::to_string(fc.slow_w1)};
+    r.start("w" + std::to_string(i), i == 1 ? fc.fault : "", slow);
+  }
+  r.submit(fc.slow_w1 != 1 ? rebalance_often : nullptr);
   if (fc.during) fc.during(r);
   r.expect_finished_bitwise();
   const auto events = metrics_events(r.metrics());

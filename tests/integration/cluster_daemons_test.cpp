@@ -17,7 +17,7 @@ TEST(ClusterDaemons, WorkersRegisterByNameAndSigtermExitsCleanly) {
   struct stat st {};
   ASSERT_EQ(::stat((c.dir + "/state/secret").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  auto& a = c.add_worker("alpha");
+  auto& a = c.add_worker("alpha", {}, {"--coordinator-timeout", "2"});
   auto& b = c.add_worker("beta");
   ASSERT_GT(a.wait_port(), 0) << a.err();
   ASSERT_GT(b.wait_port(), 0) << b.err();
@@ -39,9 +39,11 @@ TEST(ClusterDaemons, WorkersRegisterByNameAndSigtermExitsCleanly) {
   EXPECT_EQ(s["workers"].size(), 1u) << s.dump();
   c.coordinator->kill(SIGTERM);
   EXPECT_EQ(c.coordinator->wait_exit(15s), 0) << c.coordinator->err();
-  // Without its coordinator a worker exits with the reason, it does not hang.
-  EXPECT_NE(a.wait_exit(15s), 1000);
+  // Without its coordinator a worker looks for it again (a restart) for --coordinator-timeout
+  // seconds, then exits 1 with the reason; it does not hang.
+  EXPECT_EQ(a.wait_exit(15s), 1) << a.err();
   EXPECT_NE(a.err().find("lost the coordinator"), std::string::npos) << a.err();
+  EXPECT_NE(a.err().find("did not come back within 2 s"), std::string::npos) << a.err();
 }
 
 TEST(ClusterDaemons, WrongOrMissingSecretIsRefusedOnBothSides) {
@@ -127,7 +129,9 @@ TEST(ClusterDaemons, JobIsPlacedStoppedAndResubmitted) {
   EXPECT_TRUE(fs::exists(c.dir + "/state/jobs.json"));
 }
 
-TEST(ClusterDaemons, KilledWorkerFailsTheJobNamingTheWorker) {
+// docs/fault-tolerance.md: a lost worker is logged with its name and the step, and the job
+// recovers onto the survivor inside itself, in a new epoch (the fault suite checks the bits).
+TEST(ClusterDaemons, KilledWorkerIsRecoveredFromNamingTheWorker) {
   cluster c("killed");
   auto& w0 = c.add_worker("w0");
   auto& w1 = c.add_worker("w1");
@@ -137,23 +141,26 @@ TEST(ClusterDaemons, KilledWorkerFailsTheJobNamingTheWorker) {
   process waiter({glam_bin, "submit", "--coordinator", c.endpoint(), c.dir + "/job.toml", "--wait"}, c.dir,
                  "waiter", c.env);
   ASSERT_FALSE(waiter.wait_stdout("tiny-", 20s).empty()) << waiter.err();
-  c.wait_status([](const nlohmann::json& s) { return s["jobs"].size() == 1 && s["jobs"][0]["state"] == "running"; });
-  auto t0 = std::chrono::steady_clock::now();
+  auto s = c.wait_status([](const nlohmann::json& s) { return s["jobs"].size() == 1 && s["jobs"][0]["step"] > 2; });
+  const auto epoch = s["coordinator"]["epoch"].get<int>();
   w1.kill(SIGKILL);
-  // submit --wait exits non-zero with the reason, within a bounded time.
+  // The survivor hosts every unit, in a newer epoch, and the job goes on.
+  s = c.wait_status([](const nlohmann::json& s) {
+    return s["workers"].size() == 1 && s["workers"][0]["units"].size() == 6 && s["jobs"][0]["activity"] == "computing";
+  }, 20s);
+  ASSERT_EQ(s["workers"].size(), 1u) << s.dump();
+  EXPECT_EQ(s["workers"][0]["units"].size(), 6u) << s.dump();  // 2 shards, 4 experts
+  EXPECT_GT(s["coordinator"]["epoch"].get<int>(), epoch);
+  const auto step = s["jobs"][0]["step"].get<int>();
+  s = c.wait_status([step](const nlohmann::json& s) { return s["jobs"][0]["step"] > step + 2; }, 20s);
+  EXPECT_EQ(s["jobs"][0]["state"], "running") << s.dump();
+  EXPECT_GT(s["jobs"][0]["step"].get<int>(), step + 2) << s.dump();
+  EXPECT_NE(c.coordinator->err().find("worker w1"), std::string::npos) << c.coordinator->err();
+  EXPECT_NE(c.coordinator->err().find("recovering"), std::string::npos) << c.coordinator->err();
+  EXPECT_FALSE(waiter.exited()) << waiter.err();
+  auto [rc, out] = c.client({"stop", "--coordinator", c.endpoint(), "tiny-1"});
+  EXPECT_EQ(rc, 0) << out;
   EXPECT_EQ(waiter.wait_exit(20s), 1) << waiter.err();
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
-  EXPECT_NE(waiter.err().find("worker w1"), std::string::npos) << waiter.err();
-  EXPECT_NE(waiter.err().find("step"), std::string::npos) << waiter.err();
-  auto s = c.status();
-  EXPECT_EQ(s["jobs"][0]["state"], "failed");
-  EXPECT_GE(s["coordinator"]["epoch"].get<int>(), 1);  // bumped and persisted
-  EXPECT_EQ(s["workers"].size(), 1u);
-  s = c.wait_status([](const nlohmann::json& s) { return s["workers"][0]["peers"] == 0; });
-  EXPECT_EQ(s["workers"][0]["peers"], 0) << s.dump();
-  // The survivor keeps serving, and the job can be submitted again.
-  auto [rc, id] = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/job.toml"});
-  EXPECT_EQ(rc, 0) << id;
 }
 
 TEST(ClusterDaemons, StoppedWorkerIsDeclaredDeadByHeartbeatTimeout) {
@@ -167,10 +174,12 @@ TEST(ClusterDaemons, StoppedWorkerIsDeclaredDeadByHeartbeatTimeout) {
   ASSERT_EQ(rc, 0) << id;
   c.wait_status([](const nlohmann::json& s) { return s["jobs"].size() == 1 && s["jobs"][0]["state"] == "running"; });
   w0.kill(SIGSTOP);
-  auto s = c.wait_status([](const nlohmann::json& s) { return s["jobs"][0]["state"] == "failed"; }, 20s);
+  // Declared dead: the job recovers onto w1 alone.
+  auto s = c.wait_status([](const nlohmann::json& s) { return s["workers"].size() == 1; }, 20s);
+  ASSERT_EQ(s["workers"].size(), 1u) << s.dump();
+  EXPECT_NE(c.coordinator->err().find("worker w0"), std::string::npos) << c.coordinator->err();
+  EXPECT_NE(c.coordinator->err().find("stopped answering"), std::string::npos) << c.coordinator->err();
   w0.kill(SIGCONT);
-  ASSERT_EQ(s["jobs"][0]["state"], "failed") << s.dump();
-  EXPECT_NE(s["jobs"][0]["error"].get<std::string>().find("worker w0"), std::string::npos) << s.dump();
   // Continued, it hears it was evicted and registers again as a new member; it never hangs.
   s = c.wait_status([](const nlohmann::json& s) { return s["workers"].size() == 2; }, 20s);
   EXPECT_EQ(s["workers"].size(), 2u) << s.dump() << w0.err();
@@ -193,7 +202,6 @@ TEST(ClusterDaemons, RestartedCoordinatorReloadsJobsAndEpoch) {
   ASSERT_TRUE(fs::exists(first)) << c.coordinator->err();
   c.coordinator->kill(SIGTERM);
   ASSERT_EQ(c.coordinator->wait_exit(15s), 0) << c.coordinator->err();
-  EXPECT_NE(w.wait_exit(15s), 1000);  // the worker does not hang without its coordinator
   // Same state directory, same secret: the job is back, pending, under a newer epoch.
   c.coordinator = std::make_unique<process>(
       std::vector<std::string>{glam_bin, "coordinator", "--listen", "127.0.0.1:0", "--state", c.dir + "/state"},
@@ -205,19 +213,21 @@ TEST(ClusterDaemons, RestartedCoordinatorReloadsJobsAndEpoch) {
   EXPECT_EQ(s["jobs"][0]["id"], "tiny-1");
   EXPECT_EQ(s["jobs"][0]["state"], "pending");
   EXPECT_GE(s["coordinator"]["epoch"].get<int>(), 1);
-  // Workers joining pick it up again, all of them: the job waits until they settle instead
-  // of starting on the first one.
-  auto& w2 = c.add_worker("w1");
-  auto& w3 = c.add_worker("w2");
+  // The old worker finds the coordinator again (it is on another port now: a worker looks
+  // on the address it was given, so it is started again here, under the same name) and
+  // new workers join: the job waits until they settle instead of starting on the first one.
+  w.kill(SIGKILL);
+  w.wait_exit(10s);
+  auto& w1 = c.add_worker("w1");
+  auto& w2 = c.add_worker("w2");
+  ASSERT_GT(w1.wait_port(), 0) << w1.err();
   ASSERT_GT(w2.wait_port(), 0) << w2.err();
-  ASSERT_GT(w3.wait_port(), 0) << w3.err();
   s = c.wait_status([](const nlohmann::json& s) { return s["jobs"][0]["state"] == "running"; });
   EXPECT_EQ(s["jobs"][0]["state"], "running") << s.dump();
   ASSERT_EQ(s["workers"].size(), 2u) << s.dump();
   for (const auto& w : s["workers"]) EXPECT_FALSE(w["units"].empty()) << "an idle worker: " << s.dump();
   // It goes on from its newest checkpoint, not from the start.
-  EXPECT_NE(c.coordinator->err().find("resuming from the checkpoint of step "), std::string::npos)
-      << c.coordinator->err();
+  EXPECT_NE(c.coordinator->err().find("from the checkpoint of step "), std::string::npos) << c.coordinator->err();
 }
 
 }  // namespace

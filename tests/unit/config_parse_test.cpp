@@ -241,6 +241,11 @@ const bad_value k_bad_values[] = {
     {"fault", "checkpoint_every", "-1", {"fault.checkpoint_every = -1", "out of range"}},
     {"fault", "keep_checkpoints", "0", {"fault.keep_checkpoints = 0", "out of range"}},
     {"fault", "heartbeat_ms", "5", {"fault.heartbeat_ms = 5", "from 10 to 600000"}},
+    {"placement", "rebalance_every", "-1", {"placement.rebalance_every = -1", "out of range"}},
+    {"placement", "window", "0", {"placement.window = 0", "out of range"}},
+    {"placement", "min_gain", "1.5", {"placement.min_gain = 1.5", "out of range"}},
+    {"placement", "payback_steps", "0", {"placement.payback_steps = 0", "out of range"}},
+    {"placement", "rebalance", "3", {"unknown key placement.rebalance = 3"}},
     {"", "name", "\"\"", {"name = \"\"", "at least one character"}},
     {"", "name", "\"a/b\"", {"name = \"a/b\"", "only letters, digits"}},
     {"", "name", "\"..\"", {"name = \"..\"", "name directories"}},
@@ -366,6 +371,10 @@ void expect_same(const config& a, const config& b) {
   EXPECT_EQ(a.fault.checkpoint_every, b.fault.checkpoint_every);
   EXPECT_EQ(a.fault.keep_checkpoints, b.fault.keep_checkpoints);
   EXPECT_EQ(a.fault.heartbeat_ms, b.fault.heartbeat_ms);
+  EXPECT_EQ(a.placement.rebalance_every, b.placement.rebalance_every);
+  EXPECT_EQ(a.placement.window, b.placement.window);
+  EXPECT_EQ(a.placement.min_gain, b.placement.min_gain);
+  EXPECT_EQ(a.placement.payback_steps, b.placement.payback_steps);
 }
 
 TEST(ConfigToml, EveryShippedConfigRoundTrips) {

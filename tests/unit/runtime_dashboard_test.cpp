@@ -335,7 +335,7 @@ TEST(CoordinatorMetrics, EveryFamilyFromAStatusParsesStrictly) {
                     "relay_refused": {"secret": 3}},
     "workers": [
       {"name": "w1", "units": ["shard0", "expert0"], "tokens_computed": 1000, "bytes_sent": 10, "bytes_received": 20,
-       "memory_bytes": 4096, "memory_limit": 8192, "gflops": 12.5, "last_heard_ms": 250,
+       "memory_bytes": 4096, "memory_limit": 8192, "gflops": 12.5, "last_heard_ms": 250, "busy_seconds_per_step": 0.25,
        "refused": {"stale": 1}, "relay_refused": {"idle": 0}},
       {"name": "w \"2\"", "units": [], "tokens_computed": 0, "bytes_sent": 0, "bytes_received": 0,
        "memory_bytes": 1, "memory_limit": 0, "gflops": 0, "last_heard_ms": 0, "refused": {}, "relay_refused": {}}],
@@ -344,8 +344,10 @@ TEST(CoordinatorMetrics, EveryFamilyFromAStatusParsesStrictly) {
        "progress": {"steps_committed": 12, "tokens": 1536, "skipped_steps": 0, "dropped_choices": 3,
                     "events": {"recovery": 1}, "val_loss": 3.75, "mfu": 0.01}},
       {"id": "tiny-2", "state": "running", "epoch": 4, "step": 3, "steps": 100, "loss": 4.0, "tokens_per_s": 900,
+       "balancedness": 0.75, "experts": [{"expert": 0, "worker": "w1", "load_share": 0.625},
+                                         {"expert": 1, "worker": "w1", "load_share": 0.375}],
        "progress": {"steps_committed": 3, "tokens": 384, "skipped_steps": 1, "dropped_choices": 0,
-                    "events": {"join": 2, "drain": 1}}}]})");
+                    "events": {"join": 2, "drain": 1, "rebalance": 1}}}]})");
   http_counters h;
   h.requests = 7;
   h.responses_by_class[2] = 6;
@@ -372,6 +374,12 @@ TEST(CoordinatorMetrics, EveryFamilyFromAStatusParsesStrictly) {
   EXPECT_EQ(f.at("glam_job_validation_loss")->samples.size(), 1u);  // only a job that evaluated
   EXPECT_EQ(sample(*f.at("glam_job_epoch"), {{"job", "tiny-2"}}), 4);
   EXPECT_EQ(sample(*f.at("glam_job_mfu"), {{"job", "tiny-1"}}), 0.01);
+  EXPECT_EQ(sample(*f.at("glam_job_events_total"), {{"job", "tiny-2"}, {"event", "rebalance"}}), 1);
+  EXPECT_EQ(sample(*f.at("glam_job_balancedness"), {{"job", "tiny-2"}}), 0.75);
+  EXPECT_EQ(f.at("glam_job_balancedness")->samples.size(), 1u);  // only the running job has one
+  EXPECT_EQ(sample(*f.at("glam_expert_load_share"), {{"job", "tiny-2"}, {"expert", "1"}, {"worker", "w1"}}), 0.375);
+  EXPECT_EQ(sample(*f.at("glam_worker_busy_seconds_per_step"), {{"worker", "w1"}}), 0.25);
+  EXPECT_EQ(f.at("glam_worker_busy_seconds_per_step")->samples.size(), 1u);
   EXPECT_EQ(sample(*f.at("glam_worker_tokens_computed_total"), {{"worker", "w1"}}), 1000);
   EXPECT_EQ(sample(*f.at("glam_worker_units"), {{"worker", "w1"}}), 2);
   EXPECT_EQ(sample(*f.at("glam_worker_resident_bytes"), {{"worker", "w \"2\""}}), 1);
