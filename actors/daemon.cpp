@@ -94,6 +94,7 @@ client_connection::client_connection(const std::string& endpoint, const std::str
     : timeout_(timeout) {
   auto [host, port] = parse_endpoint(endpoint, "--coordinator");
   auto secret = find_client_secret(secret_file, host, port);
+  secret_ = secret;
   runtime_options o;
   o.scheduler_threads = 1;
   cfg_ = std::make_unique<runtime_config>(o);

@@ -48,8 +48,11 @@ class client_connection {
   caf::actor_system& system() { return *sys_; }
   const coordinator_actor& server() const { return server_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  // The cluster secret this client proved (to derive the dashboard's token from).
+  const std::string& secret() const { return secret_; }
 
  private:
+  std::string secret_;
   std::unique_ptr<runtime_config> cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   std::unique_ptr<relay> relay_;

@@ -88,19 +88,22 @@ std::string create_or_read_secret(const std::string& path) {
   return trim(secret);
 }
 
+std::string cluster_records_dir() { return home_dir() + "/.glam/clusters"; }
+
 std::string cluster_record_path(const std::string& host, int port) {
-  return home_dir() + "/.glam/clusters/" + host + "_" + std::to_string(port);
+  return cluster_records_dir() + "/" + host + "_" + std::to_string(port);
 }
 
 void record_cluster(const std::string& host, int port, const std::string& secret_path,
-                    const std::string& checkpoint_root) {
+                    const std::string& checkpoint_root, const std::string& state_dir) {
   auto base = home_dir() + "/.glam";
   ::mkdir(base.c_str(), 0700);
   ::mkdir((base + "/clusters").c_str(), 0700);
   char* abs = ::realpath(secret_path.c_str(), nullptr);
   std::string p = abs ? abs : secret_path;
   std::free(abs);
-  write_private_file(cluster_record_path(host, port), p + "\n" + checkpoint_root + "\n");
+  write_private_file(cluster_record_path(host, port), p + "\n" + checkpoint_root + "\n" + std::to_string(::getpid()) +
+                                                         "\n" + state_dir + "\n");
 }
 
 std::string recorded_checkpoint_root(const std::string& host, int port) {

@@ -14,9 +14,12 @@ std::string create_or_read_secret(const std::string& path);
 // What local clients and workers learn of a coordinator they reach at host:port: at startup
 // the coordinator records under ~/.glam/clusters/HOST_PORT the path of its secret file and
 // its checkpoint root (a worker's default --checkpoint-root on the same machine).
+// The record also holds the coordinator's process id and state directory, so that clients
+// can tell live clusters from stale records (actors/cluster_discovery.hpp).
+std::string cluster_records_dir();
 std::string cluster_record_path(const std::string& host, int port);
 void record_cluster(const std::string& host, int port, const std::string& secret_path,
-                    const std::string& checkpoint_root);
+                    const std::string& checkpoint_root, const std::string& state_dir = {});
 // The recorded checkpoint root of the coordinator at host:port; empty when none is recorded.
 std::string recorded_checkpoint_root(const std::string& host, int port);
 // Resolves the secret for a client: the given file, else $GLAM_SECRET_FILE, else the

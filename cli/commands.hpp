@@ -29,11 +29,17 @@ void add_chaos_command(CLI::App& app);
 // `glam bench recovery`, under the bench command.
 void add_bench_recovery_command(CLI::App& bench);
 
+// The clients' --coordinator: optional where actors/cluster_discovery.hpp finds the cluster.
+inline constexpr const char* coordinator_option_help =
+    "HOST:PORT of the coordinator (default: $GLAM_COORDINATOR, else the one running on this machine)";
+
 // "load 1.23": the 1-minute load average, printed with every benchmark figure.
 std::string load_average();
 
 // The daemons' --encryption auto|always (auto: TLS on connections that leave loopback).
 void add_encryption_option(CLI::App& sub, std::string& value);
 relay_encryption parse_encryption(const std::string& value);
+// The daemons' --http HOST:PORT and --http-auth auto|token (what: what the port serves).
+void add_http_options(CLI::App& sub, std::string& http, std::string& auth, const std::string& what);
 
 }  // namespace glam::cli

@@ -1,4 +1,5 @@
-// `glam coordinator --listen HOST:PORT --state DIR [--secret-file F] [--checkpoint-root DIR]`
+// `glam coordinator --listen HOST:PORT --state DIR [--secret-file F] [--checkpoint-root DIR]
+//                   [--http HOST:PORT [--http-auth auto|token]]`
 #include <memory>
 
 #include "cli/commands.hpp"
@@ -31,6 +32,7 @@ void add_coordinator_command(CLI::App& app) {
       ->check(CLI::Range(0, 600000))
       ->group("");
   add_encryption_option(*sub, *encryption);
+  add_http_options(*sub, o->http, o->http_auth, "the dashboard and /metrics");
   sub->add_option("--random-placement", o->random_placement_seed,
                   "Testing: place units by a random draw from this seed instead of the planner")
       ->group("");

@@ -1,13 +1,16 @@
-// `glam status --coordinator HOST:PORT [--json]`
+// `glam status [--coordinator HOST:PORT] [--json | --dashboard-url]`
 #include <cstdio>
 #include <memory>
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/cluster_discovery.hpp"
 #include "actors/coordinator_protocol.hpp"
 #include "actors/daemon.hpp"
 #include "actors/errors.hpp"
+#include "actors/http_access.hpp"
+#include "actors/runtime_config.hpp"
 #include "cli/commands.hpp"
 
 namespace glam::cli {
@@ -27,6 +30,9 @@ void print_human(const nlohmann::json& s) {
   std::printf("coordinator %s  epoch %lld  refused: %s%s\n", c["listen"].get<std::string>().c_str(),
               static_cast<long long>(c["epoch"].get<std::int64_t>()), refusals_text(c["refused"]).c_str(),
               c.contains("relay_refused") ? (", relay " + refusals_text(c["relay_refused"])).c_str() : "");
+  if (c.contains("http"))
+    std::printf("dashboard and /metrics on http://%s/ (glam status --dashboard-url gives the URL with its token)\n",
+                c["http"].get<std::string>().c_str());
   std::printf("%-16s %-22s %12s %14s %14s %10s  %s\n", "WORKER", "ADDRESS", "TOKENS", "BYTES SENT", "BYTES RECV",
               "RSS MiB", "UNITS");
   for (const auto& w : s["workers"]) {
@@ -59,25 +65,43 @@ void print_human(const nlohmann::json& s) {
   }
 }
 
+// The dashboard's address with the access token, from the coordinator's status.
+std::string dashboard_url(const nlohmann::json& s, const std::string& coordinator, const std::string& secret) {
+  const auto http = s["coordinator"].value("http", std::string());
+  if (http.empty())
+    throw std::runtime_error("the coordinator at " + coordinator +
+                             " serves no dashboard: start it with --http HOST:PORT (for example --http 127.0.0.1:8080)");
+  auto [host, port] = parse_endpoint(http, "the coordinator's --http");
+  // Bound to every address: reach it where this client reached the coordinator.
+  if (host == "0.0.0.0" || host == "::" || host == "[::]") host = parse_endpoint(coordinator, "--coordinator").first;
+  return "http://" + host + ":" + std::to_string(port) + "/?token=" + http_access_token(secret);
+}
+
 }  // namespace
 
 void add_status_command(CLI::App& app) {
   auto coordinator = std::make_shared<std::string>();
   auto secret_file = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
+  auto url = std::make_shared<bool>(false);
   auto* sub = app.add_subcommand("status", "Show the cluster's workers, their units and counters, and the jobs");
-  sub->add_option("--coordinator", *coordinator, "HOST:PORT of the coordinator")->required();
-  sub->add_flag("--json", *json, "Print JSON");
+  sub->add_option("--coordinator", *coordinator, coordinator_option_help);
+  auto* json_flag = sub->add_flag("--json", *json, "Print JSON");
+  sub->add_flag("--dashboard-url", *url, "Print the dashboard's URL with its access token (glam coordinator --http)")
+      ->excludes(json_flag);
   sub->add_option("--secret-file", *secret_file, "Cluster secret (default: the coordinator's, on this machine)");
   sub->callback([=] {
-    client_connection conn(*coordinator, *secret_file);
+    const auto endpoint = resolve_coordinator(*coordinator);
+    client_connection conn(endpoint, *secret_file);
     caf::scoped_actor self{conn.system()};
     std::string text, problem;
     self->request(conn.server(), conn.timeout(), status_atom::value)
         .receive([&](const std::string& s) { text = s; },
                  [&](const caf::error& e) { problem = error_text(e); });
     if (!problem.empty()) throw std::runtime_error("status: " + problem);
-    if (*json)
+    if (*url)
+      std::printf("%s\n", dashboard_url(nlohmann::json::parse(text), endpoint, conn.secret()).c_str());
+    else if (*json)
       std::printf("%s\n", text.c_str());
     else
       print_human(nlohmann::json::parse(text));

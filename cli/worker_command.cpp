@@ -1,5 +1,5 @@
-// `glam worker --coordinator HOST:PORT [--listen HOST:PORT] [--name NAME] [--secret-file F]
-//              [--data-root DIR] [--checkpoint-root DIR]`
+// `glam worker [--coordinator HOST:PORT] [--listen HOST:PORT] [--name NAME] [--secret-file F]
+//              [--data-root DIR] [--checkpoint-root DIR] [--http HOST:PORT [--http-auth auto|token]]`
 #include <memory>
 
 #include "cli/commands.hpp"
@@ -13,7 +13,7 @@ void add_worker_command(CLI::App& app) {
   auto coordinator_timeout_s = std::make_shared<int>(300);
   auto encryption = std::make_shared<std::string>("auto");
   auto* sub = app.add_subcommand("worker", "Run a worker daemon that hosts units for the coordinator");
-  sub->add_option("--coordinator", o->coordinator, "HOST:PORT of the coordinator")->required();
+  sub->add_option("--coordinator", o->coordinator, coordinator_option_help);
   sub->add_option("--listen", o->listen, "HOST:PORT peers reach this worker on (port 0: any free)")
       ->capture_default_str();
   sub->add_option("--name", o->name, "Name to register with, of [A-Za-z0-9._-] (default worker-<pid>)");
@@ -36,6 +36,7 @@ void add_worker_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
   add_encryption_option(*sub, *encryption);
+  add_http_options(*sub, o->http, o->http_auth, "/metrics");
   sub->add_option("--slow-factor", o->slow_factor,
                   "Testing (GLAM_TESTING=1): stretch this worker's kernel time by this factor (a slower machine)")
       ->check(CLI::Range(1.0, 100.0))

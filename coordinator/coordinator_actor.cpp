@@ -256,6 +256,19 @@ void after_commit(self_ptr self) {
   start_round(self);
 }
 
+// The sgemm rate MFU is measured against: the one given (glam train measures its own), else
+// what the job's workers measured, once per machine (workers on one machine share its cores).
+double sgemm_flops_of(const coordinator_state& s, const running_job& r) {
+  if (s.opts.sgemm_flops > 0) return s.opts.sgemm_flops;
+  std::map<std::string, double> per_host;
+  for (const auto* m : s.members.workers())
+    for (const auto& a : r.plan.units)
+      if (a.worker == m->name) per_host[m->host] = std::max(per_host[m->host], m->stats.gflops * 1e9);
+  double sum = 0;
+  for (const auto& [host, flops] : per_host) sum += flops;
+  return sum;
+}
+
 // Every unit actor reported (and, for a training step, applied the decision): commit the
 // round, record the step's metrics once it is complete, and go on.
 void complete_round(self_ptr self) {
@@ -268,7 +281,7 @@ void complete_round(self_ptr self) {
     j->step = r.driver->steps_done();
     j->loss = m.loss.loss;
     j->tokens_per_s = done->seconds > 0 ? double(m.tokens) / done->seconds : 0;
-    auto line = step_metrics_json(m, done->seconds, r.flops_per_token, s.opts.sgemm_flops, done->val_loss);
+    auto line = step_metrics_json(m, done->seconds, r.flops_per_token, sgemm_flops_of(s, r), done->val_loss);
     // What the step spent outside the busiest worker's kernels: messaging and waiting.
     line["compute_seconds"] = done->compute_seconds;
     line["exchange_share"] = done->seconds > 0 ? std::max(0.0, 1 - done->compute_seconds / done->seconds) : 0.0;
@@ -644,6 +657,7 @@ std::string job_json(const job_record& j) {
   nlohmann::json o{{"id", j.id},     {"name", j.name},   {"state", to_string(j.state)},
                    {"step", j.step}, {"steps", j.steps}, {"loss", j.loss},
                    {"tokens_per_s", j.tokens_per_s},     {"error", j.error}, {"waiting", j.waiting}};
+  o["progress"] = to_json(j.progress);  // counters and gauges for /metrics and the dashboard
   return o.dump();
 }
 
@@ -661,6 +675,8 @@ std::string status_json(const coordinator_state& s) {
   refused.unauthenticated = s.gate->dropped();
   o["coordinator"] = {{"listen", s.opts.listen}, {"epoch", s.jobs->epoch()}, {"refused", refusals_json(refused)}};
   if (s.opts.listen_port) o["coordinator"]["listen"] = s.opts.listen + ":" + std::to_string(s.opts.listen_port->load());
+  if (s.opts.http_port && s.opts.http_port->load() > 0)
+    o["coordinator"]["http"] = s.opts.http_host + ":" + std::to_string(s.opts.http_port->load());
   if (s.opts.daemon_relay) {
     const auto& c = s.opts.daemon_relay->counters();
     // Every connection to the coordinator is inbound, through its relay: these are all the

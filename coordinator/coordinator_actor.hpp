@@ -65,6 +65,9 @@ struct coordinator_options {
   // The daemon's relay (status shows its counters) and its public port, once published.
   std::shared_ptr<const relay> daemon_relay;
   std::shared_ptr<std::atomic<int>> listen_port;
+  // The dashboard's address (glam coordinator --http), for status; port 0 until it serves.
+  std::string http_host;
+  std::shared_ptr<std::atomic<int>> http_port;
   std::chrono::milliseconds heartbeat_timeout{3000};
   std::chrono::milliseconds request_timeout{10000};
   std::chrono::milliseconds tick{200};

@@ -20,11 +20,16 @@ struct coordinator_daemon_options {
   relay_encryption encryption = relay_encryption::off_loopback;
   // Testing: place units by a seeded random draw instead of the planner (0: planner).
   std::uint64_t random_placement_seed = 0;
+  // The dashboard and /metrics (empty: none), and who may read them
+  // (actors/http_access.hpp: auto = the token off loopback, token = always).
+  std::string http;
+  std::string http_auth = "auto";
 };
 
 // Runs until SIGTERM/SIGINT; returns the exit code (0 on a clean stop, 1 when the
 // coordinator actor ended on its own, with the reason on stderr). Prints
-// "glam coordinator listening on HOST:PORT" on stdout once it accepts connections.
+// "glam coordinator listening on HOST:PORT" on stdout once it accepts connections, after
+// "glam coordinator dashboard on http://HOST:PORT/" when it serves one (--http).
 int run_coordinator(const coordinator_daemon_options& o);
 
 }  // namespace glam

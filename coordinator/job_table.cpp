@@ -134,9 +134,53 @@ job_record* job_table::active() {
 
 std::string job_table::job_dir(const std::string& id) const { return dir_ + "/jobs/" + id; }
 
-void job_table::append_metrics(const std::string& id, const std::string& json_line) const {
+namespace {
+
+std::optional<double> number_of(const nlohmann::json& line, const char* key) {
+  auto it = line.find(key);
+  if (it == line.end() || !it->is_number()) return std::nullopt;
+  return it->get<double>();
+}
+
+void count_line(job_progress& p, const nlohmann::json& line) {
+  if (!line.is_object()) return;
+  if (auto e = line.find("event"); e != line.end()) {
+    if (e->is_string()) ++p.events[e->get<std::string>()];
+    return;
+  }
+  if (!line.contains("step")) return;
+  ++p.steps_committed;
+  p.tokens += line.value("tokens", std::int64_t{0});
+  if (line.value("skipped", false)) ++p.skipped_steps;
+  p.dropped_choices += line.value("dropped", std::int64_t{0});
+  p.tokens_per_second = number_of(line, "tokens_per_second");
+  p.mfu = number_of(line, "mfu");
+  p.exchange_share = number_of(line, "exchange_share");
+  if (auto v = number_of(line, "val_loss")) p.val_loss = v;
+}
+
+}  // namespace
+
+nlohmann::json to_json(const job_progress& p) {
+  nlohmann::json o{{"steps_committed", p.steps_committed},
+                   {"tokens", p.tokens},
+                   {"skipped_steps", p.skipped_steps},
+                   {"dropped_choices", p.dropped_choices},
+                   {"events", p.events}};
+  const std::pair<const char*, const std::optional<double>*> gauges[] = {
+      {"tokens_per_second", &p.tokens_per_second},
+      {"mfu", &p.mfu},
+      {"exchange_share", &p.exchange_share},
+      {"val_loss", &p.val_loss}};
+  for (const auto& [key, value] : gauges)
+    if (*value) o[key] = **value;
+  return o;
+}
+
+void job_table::append_metrics(const std::string& id, const std::string& json_line) {
   std::ofstream out(job_dir(id) + "/metrics.jsonl", std::ios::app);
   out << json_line << "\n";
+  if (auto* j = find(id)) count_line(j->progress, nlohmann::json::parse(json_line, nullptr, false));
 }
 
 void job_table::truncate_metrics(const std::string& id, std::int64_t step) const {

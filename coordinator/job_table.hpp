@@ -6,9 +6,12 @@
 // Job ids are "<name>-<n>"; names are validated (configs/config.hpp, name_problem), so an
 // id is a safe directory name.
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace glam {
 
@@ -18,6 +21,19 @@ std::optional<job_state> job_state_from_string(const std::string& s);
 inline bool is_final(job_state s) {
   return s == job_state::finished || s == job_state::failed || s == job_state::stopped;
 }
+
+// What a job's metrics lines said since this coordinator started: the counters and gauges
+// of /metrics and the dashboard. Not persisted: a process's counters start at zero.
+struct job_progress {
+  std::int64_t steps_committed = 0;  // step lines, replayed steps included
+  std::int64_t tokens = 0;
+  std::int64_t skipped_steps = 0;
+  std::int64_t dropped_choices = 0;  // expert choices over capacity
+  std::map<std::string, std::int64_t> events;  // "recovery", "join", "drain", "rebalance" -> how many
+  // Of the newest step line (val_loss: of the newest line that had one).
+  std::optional<double> tokens_per_second, mfu, exchange_share, val_loss;
+};
+nlohmann::json to_json(const job_progress& p);
 
 struct job_record {
   std::string id;
@@ -31,6 +47,7 @@ struct job_record {
   std::string error;           // why it failed or stopped
   std::string waiting;         // why a pending job has not started (not persisted)
   std::vector<std::string> workers;  // the workers of its last placement (they hold its snapshots)
+  job_progress progress;             // not persisted
 };
 
 class job_table {
@@ -52,8 +69,8 @@ class job_table {
   job_record* active();
 
   std::string job_dir(const std::string& id) const;
-  // Appends one JSON line to STATE/jobs/<id>/metrics.jsonl.
-  void append_metrics(const std::string& id, const std::string& json_line) const;
+  // Appends one JSON line to STATE/jobs/<id>/metrics.jsonl and counts it in the job's progress.
+  void append_metrics(const std::string& id, const std::string& json_line);
   // Drops the metrics lines of steps >= step (a job resumed from a checkpoint replays them).
   void truncate_metrics(const std::string& id, std::int64_t step) const;
   // Writes the table; throws std::runtime_error naming the file on failure.

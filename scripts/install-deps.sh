@@ -10,6 +10,8 @@ packages=(
   libtomlplusplus-dev libcli11-dev libspdlog-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   fortunes
+  # The dashboard's charts (glam serves the file itself), and the headless browser its test uses.
+  libjs-chart.js chromium
 )
 missing=()
 for p in "${packages[@]}"; do

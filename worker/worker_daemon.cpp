@@ -10,19 +10,27 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "actors/cluster_discovery.hpp"
 #include "actors/daemon.hpp"
 #include "actors/errors.hpp"
+#include "actors/http_access.hpp"
 #include "actors/security.hpp"
 #include "configs/config.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/parallel.hpp"
 #include "worker/worker_actor.hpp"
+#include "worker/worker_http.hpp"
 
 namespace glam {
 
 int run_worker(const worker_daemon_options& o) {
-  auto [chost, cport] = parse_endpoint(o.coordinator, "--coordinator");
+  // Without --coordinator: $GLAM_COORDINATOR, else the one coordinator running on this machine.
+  const auto coordinator = resolve_coordinator(o.coordinator);
+  auto [chost, cport] = parse_endpoint(coordinator, "--coordinator");
   auto [host, port] = parse_endpoint(o.listen, "--listen");
+  std::optional<std::pair<std::string, int>> http;
+  if (!o.http.empty()) http = parse_endpoint(o.http, "--http");
+  const auto auth = parse_http_auth(o.http_auth);
   auto secret = find_client_secret(o.secret_file, chost, cport);
   const auto name = o.name.empty() ? "worker-" + std::to_string(::getpid()) : o.name;
   std::optional<fault_plan> fault;
@@ -80,7 +88,7 @@ int run_worker(const worker_daemon_options& o) {
   auto coord = connect_through(sys, wo.connector, chost, cport, wo.request_timeout);
   if (!coord) {
     stop(1);
-    throw std::runtime_error("cannot connect to the coordinator at " + o.coordinator + ": " + error_text(coord.error()) +
+    throw std::runtime_error("cannot connect to the coordinator at " + coordinator + ": " + error_text(coord.error()) +
                              (coord.error().category() == glam_error_category ? "" : " (is it running there?)"));
   }
   std::string refused;
@@ -92,12 +100,29 @@ int run_worker(const worker_daemon_options& o) {
   }
   if (!refused.empty()) {
     stop(1);
-    throw std::runtime_error("coordinator at " + o.coordinator + " refused worker " + name + ": " + refused);
+    throw std::runtime_error("coordinator at " + coordinator + " refused worker " + name + ": " + refused);
   }
   std::printf("glam worker %s listening on %s:%d\n", name.c_str(), host.c_str(), bound);
+  std::unique_ptr<worker_http> metrics;
+  if (http) {
+    worker_http_options ho;
+    ho.host = http->first;
+    ho.port = http->second;
+    ho.access = http_access::for_bind(http->first, auth, secret);
+    try {
+      metrics = std::make_unique<worker_http>(sys, self_actor, ho);
+    } catch (...) {
+      stop(1);
+      throw;
+    }
+    std::printf("glam worker %s metrics on http://%s:%d/metrics\n", name.c_str(), metrics->host().c_str(),
+                metrics->port());
+  }
   std::fflush(stdout);
   caf::error ended;
-  if (wait_or_signal(sys, self_actor.address(), &ended)) {
+  const bool signalled = wait_or_signal(sys, self_actor.address(), &ended);
+  if (metrics) metrics->stop();
+  if (signalled) {
     spdlog::info("worker {}: termination signal; leaving", name);
     caf::scoped_actor self{sys};
     self->request(self_actor, std::chrono::seconds(5), shutdown_atom::value)
@@ -112,7 +137,7 @@ int run_worker(const worker_daemon_options& o) {
     return 0;
   }
   stop(1);
-  throw std::runtime_error("worker " + name + " ended: " + error_text(ended) + " (coordinator " + o.coordinator + ")");
+  throw std::runtime_error("worker " + name + " ended: " + error_text(ended) + " (coordinator " + coordinator + ")");
 }
 
 }  // namespace glam

@@ -23,6 +23,9 @@ struct worker_daemon_options {
   std::int64_t memory_limit = 0;  // bytes offered for units (0: the machine's physical memory)
   relay_encryption encryption = relay_encryption::off_loopback;
   std::string fault_at;  // testing: PHASE:STEP:ACTION (needs GLAM_TESTING=1)
+  // /metrics for Prometheus (empty: none), and who may read it (actors/http_access.hpp).
+  std::string http;
+  std::string http_auth = "auto";
   double slow_factor = 1;  // testing: kernel time stretched by this factor (needs GLAM_TESTING=1)
 };
 
@@ -30,7 +33,7 @@ struct worker_daemon_options {
 // (returns 0 after leaving), until it is drained (prints "glam worker NAME drained", returns
 // 0), or until the coordinator refuses it or stays away past coordinator_timeout (throws
 // with the reason). Prints "glam worker NAME listening on HOST:PORT" on stdout once
-// registered.
+// registered, then "glam worker NAME metrics on http://HOST:PORT/metrics" with --http.
 int run_worker(const worker_daemon_options& o);
 
 }  // namespace glam
