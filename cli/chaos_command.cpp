@@ -521,7 +521,8 @@ void add_chaos_command(CLI::App& app) {
       "The table: faults by kind; recoveries, joins and drains (the job's event lines); steps replayed; committed\n"
       "steps lost (steps whose metrics line is missing, repeated or differs from the undisturbed run's in any\n"
       "field but timings: must be 0); goodput = undisturbed wall time / disturbed wall time, both from submit to\n"
-      "finished; and whether the final checkpoints hold the same parameters and optimizer state bit for bit.\n"
+      "finished (the pacing's slack hides short recoveries: glam bench recovery measures goodput unpaced); and\n"
+      "whether the final checkpoints hold the same parameters and optimizer state bit for bit.\n"
       "Exit status 0 only when they do and no committed step was lost.");
   cmd->add_option("config", o->config_path, "The job's TOML config")->required();
   cmd->add_option("--workers", o->workers, "Worker processes to start with")->capture_default_str();
