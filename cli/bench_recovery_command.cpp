@@ -118,36 +118,36 @@ class recovery_bench {
     wait_settled();
     const auto id = cluster_.submit(to_toml(c), o_.config_path);
     metrics_follower follower(cluster_.metrics_path(id));
-    std::vector<metrics_follower::line> lines;
-    auto poll = [&] {
-      for (auto& l : follower.poll()) lines.push_back(std::move(l));
-    };
-    // Waits until `count` step lines follow line `after` (-1: from the start); bounded.
-    auto wait_steps_after = [&](std::ptrdiff_t after, int count, const char* what) {
+    // Lines are found by what they say, not where they are: a rollback rewrites the file
+    // (dropping step lines, never event lines).
+    auto wait_for = [&](auto found, const std::string& what) {
       const auto end = steady::now() + wait_limit();
       for (;;) {
-        poll();
-        int n = 0;
-        for (std::size_t i = std::size_t(after + 1); i < lines.size(); ++i) n += is_step(lines[i].json);
-        if (n >= count) return;
-        if (steady::now() > end) throw std::runtime_error(std::string("no step committed ") + what + " in time");
+        const auto& lines = follower.poll();
+        if (auto at = found(lines); at >= 0) return at;
+        if (steady::now() > end) throw std::runtime_error("no " + what + " within the bound");
         sleep_checked(5ms);
       }
     };
-    // Waits for the next event line `kind` after line `after`; its index.
-    auto wait_event = [&](std::ptrdiff_t after, const std::string& kind) -> std::ptrdiff_t {
-      const auto end = steady::now() + wait_limit();
-      for (;;) {
-        poll();
-        for (std::size_t i = std::size_t(after + 1); i < lines.size(); ++i)
-          if (lines[i].json.value("event", "") == kind) return std::ptrdiff_t(i);
-        if (steady::now() > end) throw std::runtime_error("no " + kind + " event line in time");
-        sleep_checked(5ms);
-      }
+    using lines_t = std::vector<metrics_follower::line>;
+    // The nth event line (from 0); -1 when there are fewer.
+    auto nth_event = [](const lines_t& lines, std::ptrdiff_t n) -> std::ptrdiff_t {
+      for (std::size_t i = 0; i < lines.size(); ++i)
+        if (lines[i].json.contains("event") && n-- == 0) return std::ptrdiff_t(i);
+      return -1;
     };
-    auto last_event = [&]() -> std::ptrdiff_t {
-      for (std::size_t i = lines.size(); i-- > 0;)
-        if (lines[i].json.contains("event")) return std::ptrdiff_t(i);
+    auto events_in = [](const lines_t& lines) {
+      return std::ptrdiff_t(std::count_if(lines.begin(), lines.end(), [](const auto& l) { return l.json.contains("event"); }));
+    };
+    // The first step line after line `after` (-1: from the start) and `count` - 1 more; the
+    // first one's index, or -1.
+    auto steps_after = [](const lines_t& lines, std::ptrdiff_t after, int count) -> std::ptrdiff_t {
+      std::ptrdiff_t first = -1;
+      for (std::size_t i = std::size_t(after + 1); i < lines.size(); ++i)
+        if (is_step(lines[i].json)) {
+          if (first < 0) first = std::ptrdiff_t(i);
+          if (--count == 0) return first;
+        }
       return -1;
     };
 
@@ -164,27 +164,38 @@ class recovery_bench {
       const bool hang = i >= o_.kills;
       // Steady: two steps committed since the last event (the previous fault's recovery and
       // the victim's return), so that every worker hosts units again.
-      wait_steps_after(last_event(), 2, "before the fault");
+      wait_for([&](const lines_t& l) { return steps_after(l, nth_event(l, events_in(l) - 1), 2); }, "steady steps");
       const auto victim = pick_hosting_worker();
-      poll();
-      const auto before = std::ptrdiff_t(lines.size()) - 1;
       const auto t0 = unix_ms();
       cluster_.worker(victim)->signal(hang ? SIGSTOP : SIGKILL);
-      const auto e = wait_event(before, "recovery");
-      wait_steps_after(e, 1, "after the recovery");
-      const auto& event = lines[std::size_t(e)].json;
-      const metrics_follower::line* first = nullptr;
-      for (std::size_t k = std::size_t(e + 1); k < lines.size() && !first; ++k)
-        if (is_step(lines[k].json)) first = &lines[k];
-      const auto detected = event.value("detected_at_ms", std::int64_t(0));
-      if (detected == 0) throw std::runtime_error("the recovery event has no detected_at_ms: a coordinator of another build?");
+      // This fault's recovery: the first one detected since the signal, and a step after it.
+      std::ptrdiff_t ordinal = -1;
+      const auto e = wait_for(
+          [&](const lines_t& l) -> std::ptrdiff_t {
+            std::ptrdiff_t n = 0;
+            for (std::size_t k = 0; k < l.size(); ++k) {
+              if (!l[k].json.contains("event")) continue;
+              if (l[k].json.value("event", "") == "recovery" && l[k].json.value("detected_at_ms", std::int64_t(0)) >= t0 &&
+                  steps_after(l, std::ptrdiff_t(k), 1) >= 0) {
+                ordinal = n;
+                return std::ptrdiff_t(k);
+              }
+              ++n;
+            }
+            return -1;
+          },
+          "recovery event and a committed step after the " + std::string(hang ? "SIGSTOP" : "SIGKILL"));
+      const auto& lines = follower.lines();
+      const auto event = lines[std::size_t(e)];
+      const auto first = lines[std::size_t(steps_after(lines, e, 1))];
+      const auto detected = event.json.value("detected_at_ms", std::int64_t(0));
       sample s;
       s.victim = victim;
       s.detection_ms = double(detected - t0);
-      s.restore_s = event.value("seconds", 0.0);
-      s.first_commit_s = double(first->seen_ms - detected) / 1000;
-      s.redone_s = first->json.value("seconds", 0.0);
-      s.replayed = event.value("steps_replayed", std::int64_t(0));
+      s.restore_s = event.json.value("seconds", 0.0);
+      s.first_commit_s = double(first.seen_ms - detected) / 1000;
+      s.redone_s = first.json.value("seconds", 0.0);
+      s.replayed = event.json.value("steps_replayed", std::int64_t(0));
       s.replay_s = double(s.replayed) * step;
       std::printf("%-5s %-6s %12.0f %10.3f %15.3f %12.3f %9lld %15.3f\n", hang ? "hang" : "kill", victim.c_str(),
                   s.detection_ms, s.restore_s, s.first_commit_s, s.redone_s, (long long)s.replayed, s.replay_s);
@@ -192,6 +203,7 @@ class recovery_bench {
       (hang ? hangs : kills).push_back(s);
       // The victim comes back: a stopped one continues, hears it was evicted and registers
       // again; a killed one is started again. Either joins at a step boundary.
+      const auto continued = steady::now();
       if (hang) {
         cluster_.worker(victim)->signal(SIGCONT);
       } else {
@@ -199,9 +211,45 @@ class recovery_bench {
         wait_unlisted(victim);
         cluster_.start_worker(victim);
       }
-      wait_event(e, "join");
+      wait_for(
+          [&](const lines_t& l) -> std::ptrdiff_t {
+            // A continued worker that exits instead of registering again is started anew.
+            if (auto* p = cluster_.worker(victim); p->exited()) {
+              std::printf("note: %s exited after SIGCONT instead of registering again: %s\n", victim.c_str(),
+                          p->err_tail(300).c_str());
+              wait_unlisted(victim);
+              cluster_.start_worker(victim);
+            }
+            for (auto n = ordinal + 1;; ++n) {
+              const auto at = nth_event(l, n);
+              if (at < 0) return -1;
+              if (l[std::size_t(at)].json.value("event", "") == "join") return at;
+            }
+          },
+          "join event of " + victim);
+      // A continued worker may still end when a registration request it sent before it
+      // registered again times out (the workers' request timeout, 10 s): give it that long,
+      // and start it again if it did, so that the next fault finds the cluster whole.
+      if (hang) {
+        sleep_checked(std::chrono::duration_cast<std::chrono::milliseconds>(continued + 12s - steady::now()));
+        if (auto* p = cluster_.worker(victim); p->exited()) {
+          std::printf("note: %s exited after it registered again: %s\n", victim.c_str(), p->err_tail(300).c_str());
+          const auto joins = events_in(follower.poll());
+          wait_unlisted(victim);
+          cluster_.start_worker(victim);
+          wait_for(
+              [&](const lines_t& l) -> std::ptrdiff_t {
+                for (auto n = joins;; ++n) {
+                  const auto at = nth_event(l, n);
+                  if (at < 0) return -1;
+                  if (l[std::size_t(at)].json.value("event", "") == "join") return at;
+                }
+              },
+              "join event of " + victim + " started again");
+        }
+      }
     }
-    wait_steps_after(last_event(), 1, "after the last fault");
+    wait_for([&](const lines_t& l) { return steps_after(l, nth_event(l, events_in(l) - 1), 1); }, "step after the last fault");
     cluster_.stop(id);
     cluster_.wait_job_end(id, 30s);
 
@@ -212,7 +260,7 @@ class recovery_bench {
     };
     auto excluding = [](const std::vector<sample>& v) {
       std::vector<double> out;
-      for (const auto& s : v) out.push_back(s.first_commit_s - s.redone_s - s.replay_s);
+      for (const auto& s : v) out.push_back(s.first_commit_s - s.redone_s);
       return out;
     };
     const auto load = load_average();
@@ -242,7 +290,7 @@ class recovery_bench {
                   percentile(first, 0.5), percentile(first, 0.99), step, step > 0 ? percentile(first, 0.5) / step : 0.0);
       std::printf("replay compute (steps replayed x steady step): p50 %.3f s, p99 %.3f s\n", percentile(replay, 0.5),
                   percentile(replay, 0.99));
-      std::printf("recovery excluding replay and the redone step's own compute: p50 %.3f s, p99 %.3f s  "
+      std::printf("recovery excluding the compute of the step it commits (a redone or replayed step): p50 %.3f s, p99 %.3f s  "
                   "[target p50 <= 0.5 s, p99 <= 2 s]  [%s]\n\n",
                   percentile(ex, 0.5), percentile(ex, 0.99), load.c_str());
     }
@@ -263,24 +311,43 @@ class recovery_bench {
                 (long long)every, o_.kill_period);
     std::fflush(stdout);
 
+    // Two goodputs: the wall-time ratio to the undisturbed run, and, since other processes
+    // on a shared machine slow runs down unevenly, the same ratio of each run's share of
+    // wall time spent in steps (its steps x its own median step time / its wall time).
+    struct run {
+      std::optional<double> wall;
+      double step_share = 0;
+    };
+    auto share_of = [&](const std::vector<std::string>& ids, double wall) {
+      std::vector<double> seconds;
+      for (const auto& id : ids)
+        for (const auto& line : read_metrics_lines(cluster_.metrics_path(id)))
+          if (is_step(line)) seconds.push_back(line["seconds"].get<double>());
+      return seconds.empty() ? 0.0 : double(steps) * median(seconds) / wall;
+    };
+
     const auto calm_cfg = job_for(c_, run_name(c_, "calm"), steps, 1, every);
     wait_settled();
     const auto t_calm = steady::now();
     const auto calm_id = cluster_.submit(to_toml(calm_cfg), o_.config_path);
     require_finished(calm_id, cluster_.wait_job_end(calm_id, run_limit(steps)));
     const double calm = seconds_since(t_calm);
-    std::printf("undisturbed: %.2f s  [%s]\n", calm, load_average().c_str());
+    const double calm_share = share_of({calm_id}, calm);
+    std::printf("undisturbed: %.2f s, steps x median step / wall %.3f  [%s]\n", calm, calm_share, load_average().c_str());
     std::fflush(stdout);
 
     // A disturbed run that takes ten times the undisturbed one is given up: its goodput is
     // below 0.1 then, and so printed.
     const auto limit = std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(10 * calm + 30));
-    auto report = [&](const char* what, int strikes, const std::optional<double>& wall) {
-      if (wall)
-        std::printf("%s (kills: %d): %.2f s, goodput %.3f", what, strikes, *wall, calm / *wall);
+    auto report = [&](const char* what, int strikes, const run& r, const char* target) {
+      if (r.wall)
+        std::printf("%s (kills: %d): %.2f s, goodput %.3f (wall ratio), %.3f (steps x median step / wall, ratio)%s  [%s]\n",
+                    what, strikes, *r.wall, calm / *r.wall, r.step_share / calm_share, target, load_average().c_str());
       else
-        std::printf("%s (kills: %d): not finished after %.0f s, goodput < %.3f", what, strikes,
-                    std::chrono::duration<double>(limit).count(), calm / std::chrono::duration<double>(limit).count());
+        std::printf("%s (kills: %d): not finished after %.0f s, goodput < %.3f%s  [%s]\n", what, strikes,
+                    std::chrono::duration<double>(limit).count(), calm / std::chrono::duration<double>(limit).count(),
+                    target, load_average().c_str());
+      std::fflush(stdout);
     };
 
     int kills = 0;
@@ -288,39 +355,39 @@ class recovery_bench {
     wait_settled();
     const auto t_killed = steady::now();
     const auto killed_id = cluster_.submit(to_toml(killed_cfg), o_.config_path);
-    const auto killed = every_kill_period(killed_id, t_killed, steps, limit, [&](const std::string& victim) {
+    run killed;
+    killed.wall = every_kill_period(killed_id, t_killed, steps, limit, [&](const std::string& victim) {
       kill_worker(victim);
       wait_unlisted(victim);
       cluster_.start_worker(victim);
       ++kills;
       return killed_id;
     });
-    report("a worker killed and restarted every kill period, recovery in memory", kills, killed);
-    std::printf("  [target >= 0.9]  [%s]\n", load_average().c_str());
-    std::fflush(stdout);
+    if (killed.wall) killed.step_share = share_of({killed_id}, *killed.wall);
+    report("a worker killed and restarted every kill period, recovery in memory", kills, killed, "  [target >= 0.9]");
 
     // Without in-memory recovery a lost worker ends the job, which is submitted again; no
     // snapshots are taken, as such a system would not take them.
-    int resubmissions = 0;
     const auto resubmit_cfg = job_for(c_, run_name(c_, "resubmitted"), steps, snapshots_off, every);
     const auto toml = to_toml(resubmit_cfg);
     wait_settled();
     const auto t_resubmit = steady::now();
-    std::string current = cluster_.submit(toml, o_.config_path);
-    const auto resubmitted = every_kill_period(current, t_resubmit, steps, limit, [&](const std::string& victim) {
-      cluster_.stop(current);
-      cluster_.wait_job_end(current, 30s);
+    std::vector<std::string> ids{cluster_.submit(toml, o_.config_path)};
+    run resubmitted;
+    resubmitted.wall = every_kill_period(ids.back(), t_resubmit, steps, limit, [&](const std::string& victim) {
+      cluster_.stop(ids.back());
+      cluster_.wait_job_end(ids.back(), 30s);
       kill_worker(victim);
       wait_unlisted(victim);
       cluster_.start_worker(victim);
-      current = cluster_.submit(toml, o_.config_path);
-      ++resubmissions;
-      return current;
+      ids.push_back(cluster_.submit(toml, o_.config_path));
+      return ids.back();
     });
-    report("the same kills, recovery by resubmission from the newest checkpoint", resubmissions, resubmitted);
-    std::printf("  [%s]\n", load_average().c_str());
-    if (killed && resubmitted)
-      std::printf("in-memory recovery / resubmission wall time: %.3f\n", *killed / *resubmitted);
+    if (resubmitted.wall) resubmitted.step_share = share_of(ids, *resubmitted.wall);
+    report("the same kills, recovery by resubmission from the newest checkpoint", int(ids.size()) - 1, resubmitted, "");
+    if (killed.wall && resubmitted.wall)
+      std::printf("in-memory recovery against resubmission: wall time ratio %.3f, steps x median step / wall ratio %.3f\n",
+                  *killed.wall / *resubmitted.wall, killed.step_share / resubmitted.step_share);
     std::fflush(stdout);
   }
 
@@ -488,8 +555,9 @@ void add_bench_recovery_command(CLI::App& bench) {
       "2. --kills SIGKILLs and --hangs SIGSTOPs of a worker hosting units, one at a time once the job is steady\n"
       "   (snapshot_every = 1): detection = the recovery event's detected_at_ms - the signal's time; restore = the\n"
       "   event's seconds (detection -> every unit hosted and restored); first commit = detection -> the first\n"
-      "   step line after the event, as this process saw it appear (polled every 5 ms); the redone step's own\n"
-      "   compute (its line's seconds) and the replay compute (steps_replayed x the steady step) are shown apart.\n"
+      "   step line after the event, as this process saw it appear (polled every 5 ms); that step's own compute\n"
+      "   (its line's seconds: the step in flight redone, or the first replayed one) is taken out for the target,\n"
+      "   and the replay compute (steps_replayed x the steady step) is shown apart.\n"
       "   A killed worker is started again, a stopped one continued; each rejoins before the next fault.\n"
       "3. goodput: --goodput-steps steps undisturbed; again with a worker killed and restarted every\n"
       "   --kill-period seconds; again with recovery by resubmission (stop the job, restart the worker, submit\n"

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -114,6 +115,16 @@ class chaos_driver {
 
   std::map<fault_kind, int> counts;
   std::int64_t steps_replayed_after_restarts = 0;
+  int exited_by_themselves = 0;
+
+  // Says so when a worker ended that no fault ended (it counts as down from then on).
+  void notice_exits(std::int64_t step) {
+    for (const auto& n : names_)
+      if (auto* p = cluster_.worker(n); p && p->exited() && accounted_.insert(n).second) {
+        ++exited_by_themselves;
+        log(step, "note: " + n + " exited by itself: " + p->err_tail(300));
+      }
+  }
 
   // Draws a fault the cluster can take now and applies it. `job` is the job's status entry.
   void strike(const std::string& job_id, const nlohmann::json& job) {
@@ -132,6 +143,7 @@ class chaos_driver {
       case fault_kind::kill: {
         const auto& w = pick(live);
         log(step, "kill " + w + " (SIGKILL)");
+        accounted_.insert(w);
         cluster_.worker(w)->signal(SIGKILL);
         cluster_.worker(w)->wait_exit(10s);
         break;
@@ -167,6 +179,7 @@ class chaos_driver {
       case fault_kind::drain: {
         const auto& w = pick(live);
         log(step, "drain " + w);
+        accounted_.insert(w);
         try {
           // Its units move at the next step boundary; bounded by a generous multiple of a round.
           const auto said = cluster_.drain(w, 300s);
@@ -225,6 +238,7 @@ class chaos_driver {
   }
   void start(const std::string& w, std::int64_t step) {
     try {
+      accounted_.erase(w);
       cluster_.start_worker(w);
     } catch (const interrupted_error&) {
       throw;
@@ -239,7 +253,9 @@ class chaos_driver {
         if (w.value("name", "") == name) return true;
       return false;
     };
-    auto s = cluster_.wait_status([&](const nlohmann::json& s) { return has(s) == listed; }, timeout);
+    // A worker that is to be listed and exited meanwhile never will be.
+    auto gone = [&] { return listed && cluster_.worker(name) && cluster_.worker(name)->exited(); };
+    auto s = cluster_.wait_status([&](const nlohmann::json& s) { return has(s) == listed || gone(); }, timeout);
     return s && has(*s) == listed;
   }
   // Steps committed, from the job's metrics (status may lag a commit behind).
@@ -256,6 +272,7 @@ class chaos_driver {
   steady::time_point t0_;
   int next_name_;
   std::vector<std::string> names_;
+  std::set<std::string> accounted_;  // workers whose end a fault caused
 };
 
 // Submits the job and waits for its end; with a driver, faults strike meanwhile.
@@ -289,6 +306,7 @@ run_result run_job(local_cluster& cluster, const config& c, const chaos_options&
       r.error = job.value("error", "");
       break;
     }
+    if (driver) driver->notice_exits(job.is_object() ? job.value("step", std::int64_t(0)) : 0);
     if (driver && !job.is_null() && steady_activity(job)) {
       const auto step = job.value("step", std::int64_t(0));
       if (gated && gate_step < 0 && steady::now() >= gate_after) gate_step = step;
@@ -417,6 +435,7 @@ int run_chaos(chaos_options o) {
     run_result chaos, calm;
     std::map<fault_kind, int> counts;
     std::int64_t replayed_after_restarts = 0;
+    int exited_by_themselves = 0;
     {
       local_cluster cluster(cluster_options(o, c, dir + "/chaos", min_round_ms));
       for (int i = 0; i < o.workers; ++i) cluster.start_worker(worker_name(i));
@@ -424,6 +443,7 @@ int run_chaos(chaos_options o) {
       chaos = run_job(cluster, c, o, &rng, limit, driver);
       counts = driver->counts;
       replayed_after_restarts = driver->steps_replayed_after_restarts;
+      exited_by_themselves = driver->exited_by_themselves;
     }
     std::printf("disturbed run: job %s %s after %.1f s%s%s\n", chaos.id.c_str(), chaos.state.c_str(),
                 chaos.wall_seconds, chaos.error.empty() ? "" : ": ", chaos.error.c_str());
@@ -460,6 +480,8 @@ int run_chaos(chaos_options o) {
       faults += counts[k];
     }
     std::printf("  %-48s %d\n", "total", faults);
+    if (exited_by_themselves > 0)
+      std::printf("%-50s %d (see the notes above)\n", "workers that exited by themselves", exited_by_themselves);
     std::string from;
     for (const auto& [what, n] : restored) from += (from.empty() ? "" : ", ") + std::to_string(n) + " from " + what;
     std::printf("%-50s %d%s%s%s\n", "recoveries (event lines \"recovery\")", recoveries, from.empty() ? "" : " (",
@@ -521,7 +543,8 @@ void add_chaos_command(CLI::App& app) {
       "The table: faults by kind; recoveries, joins and drains (the job's event lines); steps replayed; committed\n"
       "steps lost (steps whose metrics line is missing, repeated or differs from the undisturbed run's in any\n"
       "field but timings: must be 0); goodput = undisturbed wall time / disturbed wall time, both from submit to\n"
-      "finished; and whether the final checkpoints hold the same parameters and optimizer state bit for bit.\n"
+      "finished (the pacing's slack hides short recoveries: glam bench recovery measures goodput unpaced); and\n"
+      "whether the final checkpoints hold the same parameters and optimizer state bit for bit.\n"
       "Exit status 0 only when they do and no committed step was lost.");
   cmd->add_option("config", o->config_path, "The job's TOML config")->required();
   cmd->add_option("--workers", o->workers, "Worker processes to start with")->capture_default_str();

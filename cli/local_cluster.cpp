@@ -395,16 +395,16 @@ std::vector<nlohmann::json> read_metrics_lines(const std::string& path) {
   return out;
 }
 
-std::vector<metrics_follower::line> metrics_follower::poll() {
-  std::vector<line> out;
+const std::vector<metrics_follower::line>& metrics_follower::poll() {
   struct stat st {};
-  if (::stat(path_.c_str(), &st) != 0) return out;
+  if (::stat(path_.c_str(), &st) != 0) return lines_;
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (size < offset_) {  // rewritten after a rollback: read it again
     offset_ = 0;
     partial_.clear();
+    lines_.clear();
   }
-  if (size == offset_) return out;
+  if (size == offset_) return lines_;
   const auto now = unix_ms();
   std::ifstream in(path_, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(offset_));
@@ -414,11 +414,14 @@ std::vector<metrics_follower::line> metrics_follower::poll() {
   offset_ += chunk.size();
   partial_ += chunk;
   for (std::size_t nl; (nl = partial_.find('\n')) != std::string::npos;) {
-    auto j = nlohmann::json::parse(partial_.substr(0, nl), nullptr, false);
+    const auto text = partial_.substr(0, nl);
     partial_.erase(0, nl + 1);
-    if (!j.is_discarded()) out.push_back({std::move(j), now});
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded()) continue;
+    const auto seen = first_seen_.emplace(text, now).first->second;
+    lines_.push_back({std::move(j), seen});
   }
-  return out;
+  return lines_;
 }
 
 }  // namespace glam::cli

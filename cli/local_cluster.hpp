@@ -169,9 +169,10 @@ nlohmann::json job_in(const nlohmann::json& status, const std::string& id);
 // line is left out.
 std::vector<nlohmann::json> read_metrics_lines(const std::string& path);
 
-// Follows a metrics.jsonl file as the coordinator appends to it: each new complete line with
-// the time (unix_ms) it was first seen. The coordinator rewrites the file when a job rolls
-// back to a checkpoint; a file that shrank is read again from its start.
+// Follows a metrics.jsonl file as the coordinator appends to it, with the time (unix_ms)
+// each line was first seen. A job that rolls back drops the step lines from the restore
+// point on and rewrites the file (event lines stay, in order): the follower then reads it
+// again, keeping the first-seen time of every line it had seen already.
 class metrics_follower {
  public:
   explicit metrics_follower(std::string path) : path_(std::move(path)) {}
@@ -179,13 +180,16 @@ class metrics_follower {
     nlohmann::json json;
     std::int64_t seen_ms = 0;
   };
-  // The lines that appeared since the last call.
-  std::vector<line> poll();
+  // Reads what changed; the file's complete lines, in order.
+  const std::vector<line>& poll();
+  const std::vector<line>& lines() const { return lines_; }
 
  private:
   std::string path_;
   std::uint64_t offset_ = 0;
   std::string partial_;
+  std::vector<line> lines_;
+  std::map<std::string, std::int64_t> first_seen_;  // by the line's text
 };
 
 }  // namespace glam::cli

@@ -104,7 +104,7 @@ TEST_F(CliChaos, BenchRecoveryQuickModePrintsEveryFigure) {
   ASSERT_EQ(rc, 0) << out;
   for (const char* line : {"snapshot overhead: step time ratio", "kill detection (SIGKILL -> recovery started)",
                            "hang detection (SIGSTOP -> recovery started)", "recovery (detection -> first committed step)",
-                           "recovery excluding replay", "goodput", "recovery by resubmission", "load "})
+                           "recovery excluding the compute of the step it commits", "goodput", "recovery by resubmission", "load "})
     EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;
 }
 
