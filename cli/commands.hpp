@@ -24,6 +24,10 @@ void add_submit_command(CLI::App& app);
 void add_status_command(CLI::App& app);
 void add_stop_command(CLI::App& app);
 void add_drain_command(CLI::App& app);
+// `glam chaos`: a local cluster under random faults against the undisturbed run.
+void add_chaos_command(CLI::App& app);
+// `glam bench recovery`, under the bench command.
+void add_bench_recovery_command(CLI::App& bench);
 
 // The clients' --coordinator: optional where actors/cluster_discovery.hpp finds the cluster.
 inline constexpr const char* coordinator_option_help =

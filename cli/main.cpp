@@ -19,12 +19,14 @@ int main(int argc, char** argv) {
   glam::cli::add_bench_command(app);
   glam::cli::add_bench_cluster_command(*app.get_subcommand("bench"));
   glam::cli::add_bench_serve_command(*app.get_subcommand("bench"));
+  glam::cli::add_bench_recovery_command(*app.get_subcommand("bench"));
   glam::cli::add_coordinator_command(app);
   glam::cli::add_worker_command(app);
   glam::cli::add_submit_command(app);
   glam::cli::add_status_command(app);
   glam::cli::add_stop_command(app);
   glam::cli::add_drain_command(app);
+  glam::cli::add_chaos_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -375,7 +375,11 @@ void recover(self_ptr self, const std::string& why) {
   const std::string ongoing = s.run->event.is_object() ? s.run->event.value("event", "") : "";
   if (ongoing != "recovery") {
     if (s.run->phase == job_phase::placing) record_event(self, *s.run, why);
-    s.run->event = {{"event", "recovery"}, {"reason", why}};
+    // detected_at_ms: the wall clock other processes share, to time detection (glam bench recovery).
+    const auto wall = std::chrono::system_clock::now().time_since_epoch();
+    s.run->event = {{"event", "recovery"},
+                    {"reason", why},
+                    {"detected_at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(wall).count()}};
     s.run->event_start = runtime_clock::now();
   }
   place_job(self, *j, "recovering");
