@@ -55,22 +55,31 @@ inline std::string progress_plain_line(const job_progress_view& v) {
   return buf;
 }
 
+// The bar's columns on a terminal `width` columns wide: what the text (64 columns kept for
+// it) leaves, 10 to 40, so that the bar does not jump as the numbers grow; 0 when too narrow.
+inline int progress_bar_columns(int width) {
+  const int room = width - 64;
+  return room < 10 ? 0 : std::min(room, 40);
+}
+
 // For a terminal `width` columns wide: "[#######.......]  120/1000  loss 3.4567  1234 tok/s
-// ETA 3m05s  running". The bar takes what the text leaves, 10 to 40 columns; on a terminal
-// too narrow for both, the text alone (cut to the width).
+// ETA 3m05s  running", cut to the width; without the bar on a terminal too narrow for it.
 inline std::string progress_bar_line(const job_progress_view& v, int width) {
   char text[512];
   std::snprintf(text, sizeof text, "  %lld/%lld  loss %.4f  %.0f tok/s  ETA %s  %s", static_cast<long long>(v.step),
                 static_cast<long long>(v.steps), v.loss, v.tokens_per_second, format_duration(v.eta_seconds).c_str(),
                 state_text(v).c_str());
   const std::string tail = text;
-  const int room = width - static_cast<int>(tail.size()) - 2;  // the brackets
-  if (room < 10) return tail.substr(2, static_cast<std::size_t>(std::max(0, width)));
-  const int bar = std::min(room, 40);
+  const auto fit = [width](std::string line) {
+    if (static_cast<int>(line.size()) > width) line.resize(static_cast<std::size_t>(std::max(0, width)));
+    return line;
+  };
+  const int bar = progress_bar_columns(width);
+  if (bar == 0) return fit(tail.substr(2));
   const double done = v.steps > 0 ? std::clamp(double(v.step) / double(v.steps), 0.0, 1.0) : 0.0;
   const int filled = static_cast<int>(std::floor(done * bar));
-  return "[" + std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(bar - filled), '.') +
-         "]" + tail;
+  return fit("[" + std::string(static_cast<std::size_t>(filled), '#') +
+             std::string(static_cast<std::size_t>(bar - filled), '.') + "]" + tail);
 }
 
 // Seconds left at the pace of the steps committed in the last `window` seconds.

@@ -46,6 +46,16 @@ job_progress_view view(std::int64_t step, std::int64_t steps, std::optional<doub
   return v;
 }
 
+TEST(Progress, TheBarKeepsItsWidthAsTheNumbersGrow) {
+  for (int width : {80, 100, 120}) {
+    const auto a = progress_bar_line(view(1, 10), width), b = progress_bar_line(view(9999, 10000, 99999.0), width);
+    EXPECT_EQ(a.find(']'), b.find(']')) << a << "\n" << b;
+  }
+  EXPECT_EQ(cli::progress_bar_columns(73), 0);
+  EXPECT_EQ(cli::progress_bar_columns(74), 10);
+  EXPECT_EQ(cli::progress_bar_columns(200), 40);
+}
+
 TEST(Progress, TheBarFillsWithTheStepsAndFitsTheTerminal) {
   struct bar_case {
     std::int64_t step, steps;
@@ -291,7 +301,9 @@ TEST(SubmitWait, ABarOnATerminalAndPlainLinesElsewhere) {
   ASSERT_EQ(trc, 0) << screen;
   EXPECT_GE(std::count(screen.begin(), screen.end(), '\r'), 3) << screen;
   EXPECT_NE(screen.find("\x1b[2K["), std::string::npos) << screen;
-  EXPECT_NE(screen.find("[" + std::string(40, '#') + "]  8/8  loss "), std::string::npos) << screen;
+  // The terminal is 100 columns wide; the bar leaves the last one free.
+  EXPECT_NE(screen.find("[" + std::string(cli::progress_bar_columns(99), '#') + "]  8/8  loss "), std::string::npos)
+      << screen;
   EXPECT_NE(screen.find("tok/s  ETA 0s  finished"), std::string::npos) << screen;
   EXPECT_EQ(screen.find("job tiny-2: running, step"), std::string::npos) << screen;  // no plain lines
 }
