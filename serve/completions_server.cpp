@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/http_access.hpp"
 #include "actors/prometheus.hpp"
 
 namespace glam {
@@ -328,19 +329,7 @@ std::string completions_server::metrics_text() const {
   w.histogram("glam_serve_inter_token_latency_seconds", "Seconds between two tokens of a sequence.", s.inter_token);
   w.histogram("glam_serve_batch_size", "Sequences in each pass.", s.batch_size);
   w.histogram("glam_serve_step_seconds", "Seconds of each pass.", s.step_seconds);
-  w.counter("glam_http_connections_accepted_total", "HTTP connections accepted.", double(h.connections_accepted));
-  w.counter("glam_http_connections_refused_total", "HTTP connections refused over the connection bound.",
-            double(h.connections_refused));
-  w.gauge("glam_http_connections_open", "HTTP connections open.", double(h.connections_open));
-  w.counter("glam_http_requests_total", "HTTP requests handed to a route.", double(h.requests));
-  for (int k = 1; k <= 5; ++k)
-    w.counter("glam_http_responses_total", "HTTP responses begun, by status class.", double(h.responses_by_class[k]),
-              {{"class", std::to_string(k) + "xx"}});
-  w.counter("glam_http_bad_requests_total", "Requests refused as malformed or over a limit.", double(h.bad_requests));
-  w.counter("glam_http_timeouts_total", "Connections cut off by a timeout.", double(h.timeouts()));
-  w.counter("glam_http_client_disconnects_total", "Clients that left before their response was complete.",
-            double(h.client_disconnects));
-  w.counter("glam_http_handler_errors_total", "Handlers that failed.", double(h.handler_errors));
+  write_http_metrics(w, h);
   return w.text();
 }
 

@@ -11,32 +11,13 @@
 #include "coordinator/placement.hpp"
 #include "tests/integration/cluster_harness.hpp"
 #include "tests/integration/reference_run.hpp"
+#include "tests/survivor_job.hpp"
 
 namespace glam::test {
 namespace {
 
 config fault_job() {
-  config c;
-  c.name = "survivor";
-  c.model.vocab_size = 61;
-  c.model.layers = 2;
-  c.model.d_model = 16;
-  c.model.d_ff = 24;
-  c.model.heads = 2;
-  c.model.d_head = 8;
-  c.model.experts = 4;
-  c.model.seq_len = 12;
-  c.moe.capacity_factor = 1.0;
-  c.moe.policy = second_expert_policy::random;
-  c.train.batch_per_shard = 2;
-  c.train.steps = 24;
-  c.train.warmup = 10;
-  c.train.seed = 11;
-  c.train.eval_every = 8;
-  c.train.eval_batches = 1;
-  c.data.synthetic = true;
-  c.cluster.shards = 2;
-  c.fault.checkpoint_every = 6;
+  config c = glam::testing::survivor_job("survivor");
   c.fault.keep_checkpoints = 4;
   return c;
 }
