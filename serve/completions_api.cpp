@@ -208,10 +208,11 @@ stop_matcher::stop_matcher(std::vector<std::string> stops) : stops_(std::move(st
 
 std::string stop_matcher::push(std::string_view piece) {
   if (matched_) return "";
+  if (stops_.empty()) return std::string(piece);
   text_.append(piece);
   // The earliest stop string that now appears; it can only end inside the new piece or
   // start within longest-1 bytes before it, so the search starts there.
-  const std::size_t from = given_ >= longest_ ? given_ - (longest_ - 1) : 0;
+  const std::size_t from = given_ + 1 > longest_ ? given_ + 1 - longest_ : 0;
   std::size_t cut = std::string::npos;
   for (const auto& s : stops_) cut = std::min(cut, text_.find(s, from));
   if (cut != std::string::npos) {
