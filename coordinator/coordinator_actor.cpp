@@ -865,7 +865,7 @@ coordinator_actor::behavior_type coordinator_behavior(self_ptr self, coordinator
         auto& s = self->state;
         if (!from_self(self)) return;
         const auto now = runtime_clock::now();
-        for (const auto& m : s.members.expire(now, s.opts.heartbeat_timeout))
+        for (const auto& m : s.members.expire(now, s.opts.heartbeat_timeout, s.opts.tick))
           worker_lost(self, m,
                       "stopped answering (no heartbeat for " + std::to_string(s.opts.heartbeat_timeout.count()) + " ms)",
                       true);

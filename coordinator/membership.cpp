@@ -1,5 +1,7 @@
 #include "coordinator/membership.hpp"
 
+#include <algorithm>
+
 namespace glam {
 
 std::string membership::add(const std::string& name, const std::string& node, const std::string& host,
@@ -36,7 +38,13 @@ bool membership::heartbeat(const std::string& node, const worker_stats& stats,
   return false;
 }
 
-std::vector<member> membership::expire(runtime_clock::time_point now, std::chrono::milliseconds timeout) {
+std::vector<member> membership::expire(runtime_clock::time_point now, std::chrono::milliseconds timeout,
+                                       std::chrono::milliseconds interval) {
+  if (checked_at_ != runtime_clock::time_point{} && now - checked_at_ > interval) {
+    const auto unwatched = now - checked_at_ - interval;
+    for (auto& [name, m] : by_name_) m.last_seen = std::min(now, m.last_seen + unwatched);
+  }
+  checked_at_ = now;
   std::vector<member> dead;
   for (auto i = by_name_.begin(); i != by_name_.end();) {
     if (now - i->second.last_seen > timeout) {

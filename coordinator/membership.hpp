@@ -34,8 +34,12 @@ class membership {
                   std::uint16_t port, runtime_clock::time_point now);
   // Records a heartbeat from node; false when the node is not a member (stale or fenced).
   bool heartbeat(const std::string& node, const worker_stats& stats, runtime_clock::time_point now);
-  // Workers silent for longer than timeout, removed from the table, by name.
-  std::vector<member> expire(runtime_clock::time_point now, std::chrono::milliseconds timeout);
+  // Workers silent for longer than timeout, removed from the table, by name. Checks come
+  // every `interval`; silence the coordinator did not watch does not count: when a check
+  // comes later than that (the coordinator was busy, starved or stopped, and the heartbeats
+  // may be waiting in its mailbox), every worker's silence is shortened by the delay.
+  std::vector<member> expire(runtime_clock::time_point now, std::chrono::milliseconds timeout,
+                             std::chrono::milliseconds interval);
   // Removes the worker on node; returns it (name empty when there was none).
   member remove_node(const std::string& node);
 
@@ -51,6 +55,7 @@ class membership {
  private:
   std::map<std::string, member> by_name_;
   runtime_clock::time_point changed_at_{};
+  runtime_clock::time_point checked_at_{};
 };
 
 }  // namespace glam

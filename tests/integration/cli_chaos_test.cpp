@@ -78,7 +78,8 @@ TEST_F(CliChaos, BenchRecoveryQuickModePrintsEveryFigure) {
                          "--kill-period", "2.5", "--min-round-ms", "100", "--heartbeat-timeout-ms", "1000"},
                         150s);
   ASSERT_EQ(rc, 0) << out;
-  for (const char* line : {"snapshot overhead: step time ratio", "kill detection (SIGKILL -> recovery started)",
+  for (const char* line : {"snapshot overhead: step time ratio", "snapshot overhead in the workers' CPU time",
+                           "kill detection (SIGKILL -> recovery started)",
                            "hang detection (SIGSTOP -> recovery started)", "recovery (detection -> first committed step)",
                            "recovery excluding the compute of the step it commits", "goodput", "recovery by resubmission", "load "})
     EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;

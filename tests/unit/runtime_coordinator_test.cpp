@@ -40,8 +40,8 @@ TEST(RuntimeMembership, HeartbeatTimeoutExpiresOnlySilentWorkers) {
   EXPECT_FALSE(m.heartbeat("node-unknown", st, t0 + 2s));
   EXPECT_EQ(m.by_name("a")->stats.name, "a");  // the registered name wins
   EXPECT_EQ(m.by_name("a")->stats.tokens_computed, 42);
-  EXPECT_TRUE(m.expire(t0 + 2500ms, 3000ms).empty());
-  auto dead = m.expire(t0 + 3500ms, 3000ms);
+  EXPECT_TRUE(m.expire(t0 + 2500ms, 3000ms, 1000ms).empty());
+  auto dead = m.expire(t0 + 3500ms, 3000ms, 1000ms);
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].name, "b");
   EXPECT_EQ(m.size(), 1u);
@@ -49,6 +49,30 @@ TEST(RuntimeMembership, HeartbeatTimeoutExpiresOnlySilentWorkers) {
   EXPECT_EQ(m.add("b", "node-b2", "127.0.0.1", 7002, t0 + 4s), "");
   EXPECT_EQ(m.remove_node("node-a").name, "a");
   EXPECT_EQ(m.remove_node("node-a").name, "");
+}
+
+TEST(RuntimeMembership, SilenceTheCoordinatorDidNotWatchDoesNotCount) {
+  membership m;
+  auto t0 = runtime_clock::now();
+  ASSERT_EQ(m.add("a", "node-a", "127.0.0.1", 7001, t0), "");
+  ASSERT_EQ(m.add("b", "node-b", "127.0.0.1", 7002, t0), "");
+  worker_stats st;
+  EXPECT_TRUE(m.expire(t0 + 200ms, 1000ms, 200ms).empty());
+  EXPECT_TRUE(m.heartbeat("node-a", st, t0 + 300ms));
+  // The coordinator falls 2.5 s behind (its next check was due at 400 ms): both workers'
+  // heartbeats may be waiting in its mailbox, so nobody is declared dead.
+  EXPECT_TRUE(m.expire(t0 + 2900ms, 1000ms, 200ms).empty());
+  EXPECT_TRUE(m.heartbeat("node-a", st, t0 + 2950ms));
+  // Checks on time again: b stays silent and is declared dead once it was silent for the
+  // timeout while the coordinator watched; a, which answers, is not.
+  EXPECT_TRUE(m.expire(t0 + 3100ms, 1000ms, 200ms).empty());
+  std::vector<member> dead;
+  for (auto t = 3300ms; t <= 4500ms && dead.empty(); t += 200ms) {
+    EXPECT_TRUE(m.heartbeat("node-a", st, t0 + t - 100ms));
+    dead = m.expire(t0 + t, 1000ms, 200ms);
+  }
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].name, "b");
 }
 
 // Empty when every shard and expert is hosted exactly once, else what is wrong.
