@@ -23,13 +23,25 @@ double work_of(const worker_assignment& a, const unit_work& w) {
   return double(a.shards.size()) * w.shard_flops + double(a.experts.size()) * w.expert_flops;
 }
 
+}  // namespace
+
+std::map<std::string, double> predicted_worker_seconds(const std::vector<worker_assignment>& placement,
+                                                       const std::map<std::string, double>& speed,
+                                                       const unit_work& w) {
+  std::map<std::string, double> out;
+  for (const auto& a : placement) {
+    const double work = work_of(a, w);
+    out[a.worker] = work > 0 ? work / speed.at(a.worker) : 0.0;
+  }
+  return out;
+}
+
+namespace {
+
 double predicted_seconds(const std::vector<worker_assignment>& placement, const std::map<std::string, double>& speed,
                          const unit_work& w) {
   double most = 0;
-  for (const auto& a : placement) {
-    const double work = work_of(a, w);
-    if (work > 0) most = std::max(most, work / speed.at(a.worker));
-  }
+  for (const auto& [worker, seconds] : predicted_worker_seconds(placement, speed, w)) most = std::max(most, seconds);
   return most;
 }
 
@@ -82,6 +94,7 @@ rebalance_decision plan_rebalance(const config& c, const std::vector<worker_assi
     d.why = e.what();
     return d;
   }
+  d.speed = speed;
   d.predicted_now = predicted_seconds(current, speed, w);
   d.predicted_new = predicted_seconds(d.proposed, speed, w);
   d.gain = d.predicted_now > 0 ? 1.0 - d.predicted_new / d.predicted_now : 0.0;
