@@ -216,7 +216,8 @@ model_prediction predict(const config& c, const std::vector<worker_assignment>& 
 // the others at the fast one, all with the same sgemm rate (as here). Static: the
 // coordinator's start placement (place_units with every unit weighing the same); load-
 // aware: what plan_rebalance proposes from the busy seconds that placement would show.
-model_prediction simulate(const config& base, int workers, double fast_speed, double slow_speed, int slow_every) {
+model_prediction simulate(const config& base, int workers, double gflops, double fast_speed, double slow_speed,
+                          int slow_every) {
   config c = base;
   c.model.experts = 64;
   c.cluster.shards = workers;
@@ -225,8 +226,8 @@ model_prediction simulate(const config& base, int workers, double fast_speed, do
   for (int i = 0; i < workers; ++i) {
     char name[16];
     std::snprintf(name, sizeof name, "w%02d", i);
-    caps.push_back({name, "127.0.0.1", 0, 1.0, 0});
-    speed[name] = i % slow_every == 1 % slow_every ? slow_speed : fast_speed;
+    caps.push_back({name, "127.0.0.1", 0, gflops, 0});
+    speed[name] = gflops * (i % slow_every == 1 % slow_every ? slow_speed : fast_speed);
   }
   const auto now = place_units(caps, c.cluster.shards, c.model.experts, unit_costs_of(c));
   const auto busy = predicted_worker_seconds(now, speed, unit_work_of(c));
@@ -344,9 +345,10 @@ int run_bench_placement(const placement_options& o) {
               m_fixed, b_fixed, m_aware, b_aware, m_fixed / m_aware);
   // The speeds the model measured, per sgemm GFLOP/s: the slowed worker's and the others'.
   const auto d = plan_rebalance(c, m.units, m.workers, m.busy, 100e6);
-  double fast = 0, slow = 0;
+  double fast = 0, slow = 0, gflops = 0;
   int fast_n = 0;
   for (const auto& k : m.workers) {
+    gflops += k.gflops / double(m.workers.size());
     const double per_gflop = d.speed.at(k.name) / k.gflops;
     if (k.name == "w1") slow = per_gflop;
     else fast += per_gflop, ++fast_n;
@@ -355,16 +357,16 @@ int run_bench_placement(const placement_options& o) {
   std::printf("  measured speed: w1 %.3g FLOP/s per sgemm GFLOP/s, the others %.3g (ratio %.2f; --slow-factor %.2f)\n\n",
               slow, fast, fast / slow, o.slow_factor);
 
-  std::printf("simulation, 64 experts, one shard per worker (%lld tokens each), every worker the same sgemm rate; "
-              "slow workers at w1's measured speed, the others at the rest's; the planner's model:\n",
-              (long long)(c.train.batch_per_shard * c.model.seq_len));
+  std::printf("simulation, 64 experts, one shard per worker (%lld tokens each), every worker the measured mean sgemm "
+              "rate (%.1f GFLOP/s); slow workers at w1's measured speed, the others at the rest's; the planner's model:\n",
+              (long long)(c.train.batch_per_shard * c.model.seq_len), gflops);
   std::printf("  %-8s %-12s %12s %9s %12s %9s %8s %7s %s\n", "workers", "slow", "static s", "balanced", "aware s",
               "balanced", "ratio", "moved", "policy");
   for (int slow_every : {3, 0}) {
     for (int workers : {8, 16, 64}) {
       // slow_every 0: one slow worker (w01).
       const int every = slow_every == 0 ? workers + 1 : slow_every;
-      const auto s = simulate(c, workers, fast, slow, every);
+      const auto s = simulate(c, workers, gflops, fast, slow, every);
       const int slow_count = slow_every == 0 ? 1 : (workers + 1) / 3;
       std::printf("  %-8d %-12s %12.4f %9.3f %12.4f %9.3f %8.3f %7d %s\n", workers,
                   (std::to_string(slow_count) + (slow_every == 0 ? " (one)" : " (1 in 3)")).c_str(), s.static_seconds,

@@ -11,6 +11,10 @@
 // the work it hosts over its busy seconds; a placement's predicted step time is the largest
 // of (work placed on a worker / its speed). A worker without units yet is credited with
 // the measured workers' mean speed per sgemm GFLOP/s times its own rate.
+//
+// The proposal is the greedy packing of place_units with measured speeds and per-unit work,
+// in which every worker keeps the units it hosts now as far as the packing's counts allow
+// (units of one kind weigh the same): only the surplus moves.
 #include <map>
 #include <string>
 #include <vector>

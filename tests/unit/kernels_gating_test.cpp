@@ -379,7 +379,7 @@ TEST_P(GatingRouterBias, SkewsFirstChoicesToExpertsZeroAndOne) {
   gating_forward(x.data(), wg.data(), n, m, e, plain, unused, logits.data());  // softmax of the plain logits
   for (index s = 0; s < n; ++s) {
     const float* p0 = logits.data() + s * e;
-    std::vector<double> want(std::size_t(e));
+    std::vector<double> want(static_cast<std::size_t>(e));
     double sum = 0;
     for (index j = 0; j < e; ++j) {
       // log p0 recovers the plain logits up to a per-token constant, which the softmax drops.
