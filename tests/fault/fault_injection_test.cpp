@@ -263,8 +263,9 @@ class Fault : public ::testing::TestWithParam<fault_case> {};
 TEST_P(Fault, TheJobFinishesBitwiseEqualToTheUndisturbedRun) {
   const auto& fc = GetParam();
   glam_testing_env testing(fc.router_bias != 0);
-  if (fc.router_bias != 0)
+  if (fc.router_bias != 0) {
     ASSERT_NE(reference(fc.router_bias).loss, reference().loss) << "the skew must change the run it is checked against";
+  }
   fault_run r(fc.name);
   r.router_bias = fc.router_bias;
   ASSERT_GT(r.coordinator_port, 0) << r.c.coordinator->err();
