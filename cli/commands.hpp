@@ -28,6 +28,8 @@ void add_drain_command(CLI::App& app);
 void add_chaos_command(CLI::App& app);
 // `glam bench recovery`, under the bench command.
 void add_bench_recovery_command(CLI::App& bench);
+// `glam bench placement`, under the bench command.
+void add_bench_placement_command(CLI::App& bench);
 
 // The clients' --coordinator: optional where actors/cluster_discovery.hpp finds the cluster.
 inline constexpr const char* coordinator_option_help =

@@ -234,7 +234,9 @@ local_cluster::~local_cluster() {
 
 std::vector<std::string> local_cluster::env() const {
   // The coordinator records the cluster (secret, checkpoint root) under $HOME/.glam: ours.
-  return {"HOME=" + o_.dir + "/home"};
+  std::vector<std::string> out{"HOME=" + o_.dir + "/home"};
+  out.insert(out.end(), o_.env.begin(), o_.env.end());
+  return out;
 }
 
 void local_cluster::start_coordinator(int port) {
@@ -260,7 +262,7 @@ void local_cluster::restart_coordinator() {
   start_coordinator(port_);
 }
 
-local_process& local_cluster::start_worker(const std::string& name) {
+local_process& local_cluster::start_worker(const std::string& name, const std::vector<std::string>& extra_args) {
   if (auto* w = worker(name); w && !w->exited())
     throw std::logic_error("worker " + name + " is running already");
   std::vector<std::string> args{"worker",         "--coordinator", endpoint(),    "--name",
@@ -275,6 +277,7 @@ local_process& local_cluster::start_worker(const std::string& name) {
     args.push_back("--data-root");
     args.push_back(o_.data_root);
   }
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
   const auto log = o_.dir + "/logs/worker-" + name + "-" + std::to_string(++worker_starts_[name]);
   auto& slot = workers_[name];
   slot = std::make_unique<local_process>(args, log, env());

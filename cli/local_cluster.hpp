@@ -90,6 +90,7 @@ struct local_cluster_options {
   int min_round_ms = 0;               // coordinator --min-round-ms (pacing; 0: none)
   int worker_threads = 0;             // worker --threads (0: the worker's default)
   std::string data_root;              // worker --data-root (empty: the worker's default)
+  std::vector<std::string> env;       // "KEY=VALUE" put over every daemon's environment
   std::chrono::milliseconds start_timeout{60000};  // for a daemon's "listening" line
 };
 
@@ -110,8 +111,9 @@ class local_cluster {
   std::string metrics_path(const std::string& job) const { return state_dir() + "/jobs/" + job + "/metrics.jsonl"; }
   const local_cluster_options& options() const { return o_; }
 
-  // Starts (or starts again) the worker `name` and waits until it registered.
-  local_process& start_worker(const std::string& name);
+  // Starts (or starts again) the worker `name`, with `extra_args` after the usual ones,
+  // and waits until it registered.
+  local_process& start_worker(const std::string& name, const std::vector<std::string>& extra_args = {});
   local_process* worker(const std::string& name);
   std::vector<std::string> worker_names() const;
   local_process& coordinator() { return *coordinator_; }

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   glam::cli::add_bench_cluster_command(*app.get_subcommand("bench"));
   glam::cli::add_bench_serve_command(*app.get_subcommand("bench"));
   glam::cli::add_bench_recovery_command(*app.get_subcommand("bench"));
+  glam::cli::add_bench_placement_command(*app.get_subcommand("bench"));
   glam::cli::add_coordinator_command(app);
   glam::cli::add_worker_command(app);
   glam::cli::add_submit_command(app);

@@ -51,6 +51,7 @@ constexpr int_range r_seq_len{1, std::int64_t{1} << 20};
 constexpr real_range r_capacity_factor{0.0, true, 64.0};
 constexpr real_range r_aux_weight{0.0, false, 10.0};
 constexpr real_range r_gate_lr_scale{0.0, true, 1000.0};
+constexpr real_range r_router_bias{-100.0, false, 100.0};
 constexpr int_range r_batch_per_shard{1, std::int64_t{1} << 20};
 constexpr int_range r_steps{0, k_trillion};
 constexpr real_range r_lr_scale{0.0, true, 1000.0};
@@ -312,8 +313,16 @@ std::string stem_of(const std::string& source_name) {
   return std::filesystem::path(source_name).stem().string();
 }
 
+// The testing options' gate: GLAM_TESTING=1 in this process's environment (as for
+// `glam worker --slow-factor`).
+bool testing_allowed() {
+  const char* v = std::getenv("GLAM_TESTING");
+  return v && std::string(v) == "1";
+}
+
 // The checks that involve more than one key or that a config built in code could break;
 // the parser has already checked each value's type and range.
+
 void check_values(const config& c, const std::string& source) {
   // Re-running the per-key ranges here keeps validate_config honest for configs built in
   // code; the parser's messages come first, so these only fire for such configs.
@@ -373,6 +382,11 @@ void check_values(const config& c, const std::string& source) {
   in_range("placement.window", c.placement.window, r_window);
   real_in_range("placement.min_gain", c.placement.min_gain, r_min_gain);
   in_range("placement.payback_steps", c.placement.payback_steps, r_payback_steps);
+  real_in_range("testing.router_bias", c.testing.router_bias, r_router_bias);
+  if (c.testing.any() && !testing_allowed())
+    fail("testing.router_bias = " + format_double(c.testing.router_bias) +
+         " is a testing option (it skews the router on purpose): set GLAM_TESTING=1 in the environment of every "
+         "glam process that reads this config, or remove the [testing] section");
 }
 
 }  // namespace
@@ -411,7 +425,7 @@ config parse_config_string(const std::string& toml_text, const std::string& sour
   }
 
   const section_reader top(source_name, "", &root);
-  top.refuse_unknown_keys({"name", "model", "moe", "train", "data", "cluster", "fault", "placement"});
+  top.refuse_unknown_keys({"name", "model", "moe", "train", "data", "cluster", "fault", "placement", "testing"});
 
   config c;
   c.name = stem_of(source_name);
@@ -484,6 +498,10 @@ config parse_config_string(const std::string& toml_text, const std::string& sour
   placement.get_double("min_gain", c.placement.min_gain, r_min_gain);
   placement.get_int("payback_steps", c.placement.payback_steps, r_payback_steps);
 
+  const section_reader testing(source_name, "testing", section_table(root, "testing", top));
+  testing.refuse_unknown_keys({"router_bias"});
+  testing.get_double("router_bias", c.testing.router_bias, r_router_bias);
+
   check_values(c, source_name);
   return c;
 }
@@ -540,6 +558,8 @@ std::uint64_t model_config_hash(const config& c) {
   // moe_every changes nothing in a dense model; keep its hash independent of it.
   add("moe_every", std::to_string(m.is_moe() ? m.moe_every : 0));
   add("expert_activation", m.is_moe() ? to_string(m.activation) : "none");
+  // Only when set, so that every hash without it stays what it was.
+  if (c.testing.router_bias != 0) add("router_bias", format_double(c.testing.router_bias));
   std::uint64_t h = 14695981039346656037ull;
   for (unsigned char ch : canonical) {
     h ^= ch;
@@ -593,6 +613,9 @@ std::string to_toml(const config& c) {
      << "window = " << i(c.placement.window) << "\n"
      << "min_gain = " << format_double(c.placement.min_gain) << "\n"
      << "payback_steps = " << i(c.placement.payback_steps) << "\n";
+  if (c.testing.any())
+    os << "\n[testing]\n"
+       << "router_bias = " << format_double(c.testing.router_bias) << "\n";
   return os.str();
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // One job's configuration, grouped like the TOML file: [model], [moe], [train], [data],
-// [cluster], [fault]. parse_config refuses every invalid value with a message naming
+// [cluster], [fault], [placement] (and [testing]). parse_config refuses every invalid value with a message naming
 // the key, the value given and what is allowed.
 #include <cstdint>
 #include <stdexcept>
@@ -82,6 +82,19 @@ struct placement_config {
   std::int64_t payback_steps = 100;  // the units' transfer must be repaid within this many steps
 };
 
+// Testing only (docs/placement.md, "The benchmark"): options that change what the model
+// computes on purpose, to exercise the runtime. A config that sets one is refused unless
+// the process reading it runs with GLAM_TESTING=1, so a real job cannot carry one by
+// accident; to_toml writes the section only when something in it is set.
+struct testing_config {
+  // Added to the gate logits of experts 0 and 1 in every MoE layer, in training and in
+  // inference (kernels/gating.hpp): a fixed router skew that sends most tokens to two
+  // experts. 0: off, and every bit as without it. Part of model_config_hash when set.
+  double router_bias = 0;
+
+  bool any() const { return router_bias != 0; }
+};
+
 struct config {
   std::string name;  // from the file name when not given
   model_config model;
@@ -91,6 +104,7 @@ struct config {
   cluster_config cluster;
   fault_config fault;
   placement_config placement;
+  testing_config testing;
 };
 
 // A config error: what() names the key, the value and what is allowed.

@@ -13,7 +13,7 @@ namespace glam {
 
 struct step_load {
   std::map<std::string, double> worker_seconds;  // busy seconds of each worker hosting units
-  std::vector<std::int64_t> routed;               // tokens routed to each expert (before capacity)
+  std::vector<std::int64_t> routed;               // choices each expert kept (tokens_per_expert: at most its capacity)
 };
 
 class load_monitor {

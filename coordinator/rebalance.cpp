@@ -23,13 +23,64 @@ double work_of(const worker_assignment& a, const unit_work& w) {
   return double(a.shards.size()) * w.shard_flops + double(a.experts.size()) * w.expert_flops;
 }
 
+}  // namespace
+
+std::map<std::string, double> predicted_worker_seconds(const std::vector<worker_assignment>& placement,
+                                                       const std::map<std::string, double>& speed,
+                                                       const unit_work& w) {
+  std::map<std::string, double> out;
+  for (const auto& a : placement) {
+    const double work = work_of(a, w);
+    out[a.worker] = work > 0 ? work / speed.at(a.worker) : 0.0;
+  }
+  return out;
+}
+
+namespace {
+
+// Units of one kind weigh the same in the cost model and in memory, so a packing only fixes
+// how many shards and experts each worker hosts. Of those, each worker keeps the units it
+// hosts now (lowest index first) and only the rest move, in index order, to the workers
+// with room left (in the packing's order): the same predicted step time, the fewest moves.
+std::vector<worker_assignment> keep_owners(std::vector<worker_assignment> packed,
+                                           const std::vector<worker_assignment>& current) {
+  const auto reassign = [&](auto member) {
+    std::map<std::string, std::vector<index>> now;
+    for (const auto& a : current) {
+      auto units = a.*member;
+      std::sort(units.begin(), units.end());
+      now[a.worker] = units;
+    }
+    std::vector<std::size_t> want;
+    std::vector<index> all;
+    for (auto& a : packed) {
+      want.push_back((a.*member).size());
+      all.insert(all.end(), (a.*member).begin(), (a.*member).end());
+      (a.*member).clear();
+    }
+    std::sort(all.begin(), all.end());
+    std::set<index> placed;
+    for (std::size_t i = 0; i < packed.size(); ++i)
+      for (index u : now[packed[i].worker])
+        if ((packed[i].*member).size() < want[i] && std::binary_search(all.begin(), all.end(), u) && placed.insert(u).second)
+          (packed[i].*member).push_back(u);
+    std::size_t i = 0;
+    for (index u : all) {
+      if (placed.count(u)) continue;
+      while ((packed[i].*member).size() >= want[i]) ++i;
+      (packed[i].*member).push_back(u);
+    }
+    for (auto& a : packed) std::sort((a.*member).begin(), (a.*member).end());
+  };
+  reassign(&worker_assignment::shards);
+  reassign(&worker_assignment::experts);
+  return packed;
+}
+
 double predicted_seconds(const std::vector<worker_assignment>& placement, const std::map<std::string, double>& speed,
                          const unit_work& w) {
   double most = 0;
-  for (const auto& a : placement) {
-    const double work = work_of(a, w);
-    if (work > 0) most = std::max(most, work / speed.at(a.worker));
-  }
+  for (const auto& [worker, seconds] : predicted_worker_seconds(placement, speed, w)) most = std::max(most, seconds);
   return most;
 }
 
@@ -77,11 +128,12 @@ rebalance_decision plan_rebalance(const config& c, const std::vector<worker_assi
   costs.expert_flops = w.expert_flops;
   const index experts = c.model.moe_as_dense_relu ? 0 : c.model.experts;
   try {
-    d.proposed = place_units(caps, c.cluster.shards, experts, costs);
+    d.proposed = keep_owners(place_units(caps, c.cluster.shards, experts, costs), current);
   } catch (const std::exception& e) {
     d.why = e.what();
     return d;
   }
+  d.speed = speed;
   d.predicted_now = predicted_seconds(current, speed, w);
   d.predicted_new = predicted_seconds(d.proposed, speed, w);
   d.gain = d.predicted_now > 0 ? 1.0 - d.predicted_new / d.predicted_now : 0.0;

@@ -11,6 +11,10 @@
 // the work it hosts over its busy seconds; a placement's predicted step time is the largest
 // of (work placed on a worker / its speed). A worker without units yet is credited with
 // the measured workers' mean speed per sgemm GFLOP/s times its own rate.
+//
+// The proposal is the greedy packing of place_units with measured speeds and per-unit work,
+// in which every worker keeps the units it hosts now as far as the packing's counts allow
+// (units of one kind weigh the same): only the surplus moves.
 #include <map>
 #include <string>
 #include <vector>
@@ -36,7 +40,17 @@ struct rebalance_decision {
   double move_bytes = 0;     // the moving units' state (parameters and optimizer)
   double move_seconds = 0;   // move_bytes at the measured transfer rate
   std::string why;           // why it is adopted or not, for the log
+  // The speed (FLOP/s) the model credits each worker with: measured, or for a worker
+  // without units the measured mean per sgemm GFLOP/s times its rate.
+  std::map<std::string, double> speed;
 };
+
+// Seconds per step of each worker in `placement` under the cost model: the work placed on
+// it over its speed (FLOP/s; every worker of the placement must have one). A placement's
+// predicted step time is the largest of them. For the placement benchmark's simulation.
+std::map<std::string, double> predicted_worker_seconds(const std::vector<worker_assignment>& placement,
+                                                       const std::map<std::string, double>& speed,
+                                                       const unit_work& w);
 
 // current: the placement now (workers without units may be listed); workers: the live
 // workers that may host units, with their measured sgemm rate and memory limit; busy: mean

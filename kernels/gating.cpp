@@ -73,8 +73,11 @@ void gating_forward(const T* x, const T* wg, index n, index m, index e, const ga
   // independent: their bits do not depend on the batching or the thread count).
   parallel_rows(n, gemm_rows_per_item(n), [&](index begin, index end) {
     linear_forward(x + begin * m, wg, probs + begin * e, end - begin, m, e);
+    const T bias = static_cast<T>(options.router_bias);
     for (index s = begin; s < end; ++s) {
       T* p = probs + s * e;
+      if (options.router_bias != 0)
+        for (index j = 0; j < std::min(e, router_biased_experts); ++j) p[j] += bias;
       const T mx = max_fixed(p, e);
       T sum = T(0);
       for (index j = 0; j < e; ++j) {

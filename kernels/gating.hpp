@@ -5,7 +5,8 @@
 // Legend: N tokens in the group, M d_model, E experts, C capacity (rows per expert).
 //
 // Forward:
-//   logits = x·Wg; g = softmax(logits); top-1 (e1, g1), top-2 (e2 ≠ e1, g2), ties to the
+//   logits = x·Wg (+ router_bias on experts 0 and 1, a testing option, see gating_options);
+//   g = softmax(logits); top-1 (e1, g1), top-2 (e2 ≠ e1, g2), ties to the
 //   lower expert index; w1, w2 = g1, g2 renormalised by (g1 + g2) before any drop.
 //   Pass 1, tokens in order: s keeps e1 while fewer than C earlier tokens kept e1; slot =
 //   that count. Pass 2, tokens in order, slots continuing after all kept first choices of
@@ -39,7 +40,15 @@ struct gating_options {
   // at counter position s of random_stream(random_seed): one draw per token, in token
   // order, whether or not its test is reached (so u_s never depends on other tokens).
   std::uint64_t random_seed = 0;
+  // Testing only (config: testing.router_bias, docs/placement.md): a constant added to the
+  // logits of experts 0 and 1 of every token before the softmax, a fixed router skew that
+  // sends most tokens to those two. It is a constant of the function, so the backward
+  // (through the saved probabilities) needs nothing more. 0: skipped, the bits of no bias.
+  double router_bias = 0;
 };
+
+// The experts that gating_options::router_bias favours: 0 .. router_biased_experts − 1.
+inline constexpr index router_biased_experts = 2;
 
 // The routing of one group. T is the weight type (float; double for gradient checks).
 template <class T>

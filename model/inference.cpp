@@ -155,6 +155,7 @@ inference_exchange inference_shard::impl::dispatch(index l) {
   gating_options opt;
   opt.capacity = std::max<index>(R, 1);  // nothing is dropped (inference.hpp)
   opt.policy = gate_policy::all;
+  opt.router_bias = cfg.testing.router_bias;
   tensor probs({R, E});
   gating_forward(ffn_in.ptr(), blocks[static_cast<std::size_t>(l)].gate, R, M, E, opt, route, probs.ptr());
   GLAM_CHECK(route.dropped_choices == 0, "inference gating dropped a choice with capacity = tokens");

@@ -143,6 +143,7 @@ moe_exchange shard_unit::impl::moe_dispatch(index l) {
   // Evaluation routes every second choice that fits: no randomness outside training.
   opt.policy = train && cfg.moe.policy == second_expert_policy::random ? gate_policy::random : gate_policy::all;
   opt.random_seed = mix_seed(cfg.train.seed, {std::uint64_t(step), std::uint64_t(l), std::uint64_t(shard)});
+  opt.router_bias = cfg.testing.router_bias;
   b.gate_probs = tensor({N, E});
   gating_forward(b.ffn_in.ptr(), params.at(lname(l, "gate")).ptr(), N, M, E, opt, b.route, b.gate_probs.ptr());
   loss.aux_sum += b.route.aux;

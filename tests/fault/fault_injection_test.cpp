@@ -6,7 +6,10 @@
 // parameters equal the single-process reference bit for bit.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <functional>
+#include <map>
+#include <optional>
 
 #include "coordinator/placement.hpp"
 #include "tests/integration/cluster_harness.hpp"
@@ -16,16 +19,40 @@
 namespace glam::test {
 namespace {
 
-config fault_job() {
+// router_bias: testing.router_bias (most tokens to experts 0 and 1; 0: off).
+config fault_job(double router_bias = 0) {
   config c = glam::testing::survivor_job("survivor");
   c.fault.keep_checkpoints = 4;
+  c.testing.router_bias = router_bias;
   return c;
 }
 
-const reference_run& reference() {
-  static const reference_run r = run_reference(fault_job());
-  return r;
+const reference_run& reference(double router_bias = 0) {
+  static std::map<double, reference_run> runs;
+  auto it = runs.find(router_bias);
+  if (it == runs.end()) it = runs.emplace(router_bias, run_reference(fault_job(router_bias))).first;
+  return it->second;
 }
+
+// GLAM_TESTING=1 in this process, and so in the coordinator and clients it starts, while a
+// case's job carries a testing option (the workers have it already); restored after.
+class glam_testing_env {
+ public:
+  explicit glam_testing_env(bool on) : on_(on) {
+    if (!on_) return;
+    if (const char* v = std::getenv("GLAM_TESTING")) saved_ = v;
+    ::setenv("GLAM_TESTING", "1", 1);
+  }
+  ~glam_testing_env() {
+    if (!on_) return;
+    if (saved_) ::setenv("GLAM_TESTING", saved_->c_str(), 1);
+    else ::unsetenv("GLAM_TESTING");
+  }
+
+ private:
+  bool on_;
+  std::optional<std::string> saved_;
+};
 
 // The coordinator paces the tiny job (a round every 200 ms, some 6 s in all) so that a case
 // can act on it while it runs; a stalled round is retried after 4 s. Placements are a seeded
@@ -40,6 +67,7 @@ struct fault_run {
   std::map<std::string, process*> workers;
   std::string job;
   int coordinator_port = 0;
+  double router_bias = 0;  // the job's testing.router_bias
 
   explicit fault_run(const std::string& tag, std::vector<std::string> coordinator = coordinator_args)
       : c(tag, 1500, 0, coordinator) {
@@ -56,7 +84,7 @@ struct fault_run {
   std::string root() const { return c.dir + "/state/checkpoints/survivor"; }
   std::string metrics() const { return c.dir + "/state/jobs/" + job + "/metrics.jsonl"; }
   void submit(const std::function<void(config&)>& change = nullptr) {
-    config cfg = fault_job();
+    config cfg = fault_job(router_bias);
     if (change) change(cfg);
     write_file(c.dir + "/job.toml", to_toml(cfg), 0644);
     auto [rc, out] = c.client({"submit", "--coordinator", c.endpoint(), c.dir + "/job.toml"});
@@ -93,8 +121,8 @@ struct fault_run {
                            180s);
     ASSERT_EQ(s["jobs"][0]["state"], "finished") << s.dump() << "\n" << c.coordinator->err();
     ASSERT_EQ(s["jobs"].size(), 1u) << "the job was never submitted again: " << s.dump();
-    EXPECT_EQ(expect_metrics_equal(metrics(), reference()), fault_job().train.steps);
-    expect_final_parameters_equal(root(), fault_job(), reference());
+    EXPECT_EQ(expect_metrics_equal(metrics(), reference(router_bias)), fault_job().train.steps);
+    expect_final_parameters_equal(root(), fault_job(router_bias), reference(router_bias));
   }
 };
 
@@ -126,6 +154,8 @@ struct fault_case {
   // Load-aware placement: w1 runs its kernels this many times slower, and the job re-plans
   // from the measured load every 3 steps (a change of placement, not of the math).
   double slow_w1 = 1;
+  // The router skewed by testing.router_bias, for the job and its reference alike.
+  double router_bias = 0;
 };
 
 void rebalance_often(config& c) {
@@ -223,6 +253,7 @@ const fault_case fault_cases[] = {
      {"join", "drain", "drain"}},
     {"rebalanced_every_few_steps", "", 3, nullptr, {"rebalance"}, 4},
     {"killed_during_a_rebalance", "migration:*:kill", 3, nullptr, {"rebalance", "recovery"}, 4},
+    {"rebalanced_under_a_skewed_router", "", 3, nullptr, {"rebalance"}, 4, 4.0},
 };
 
 void PrintTo(const fault_case& c, std::ostream* os) { *os << c.name; }
@@ -231,7 +262,12 @@ class Fault : public ::testing::TestWithParam<fault_case> {};
 
 TEST_P(Fault, TheJobFinishesBitwiseEqualToTheUndisturbedRun) {
   const auto& fc = GetParam();
+  glam_testing_env testing(fc.router_bias != 0);
+  if (fc.router_bias != 0) {
+    ASSERT_NE(reference(fc.router_bias).loss, reference().loss) << "the skew must change the run it is checked against";
+  }
   fault_run r(fc.name);
+  r.router_bias = fc.router_bias;
   ASSERT_GT(r.coordinator_port, 0) << r.c.coordinator->err();
   for (int i = 0; i < fc.workers; ++i) {
     std::vector<std::string> slow;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -375,6 +376,7 @@ void expect_same(const config& a, const config& b) {
   EXPECT_EQ(a.placement.window, b.placement.window);
   EXPECT_EQ(a.placement.min_gain, b.placement.min_gain);
   EXPECT_EQ(a.placement.payback_steps, b.placement.payback_steps);
+  EXPECT_EQ(a.testing.router_bias, b.testing.router_bias);
 }
 
 TEST(ConfigToml, EveryShippedConfigRoundTrips) {
@@ -481,6 +483,7 @@ TEST(ConfigHash, DependsOnEveryModelFieldAndNothingElse) {
   EXPECT_TRUE(differs([](config& x) { x.model.experts += 1; }));
   EXPECT_TRUE(differs([](config& x) { x.model.moe_every += 1; }));
   EXPECT_TRUE(differs([](config& x) { x.model.activation = glam::expert_activation::gated_gelu; }));
+  EXPECT_TRUE(differs([](config& x) { x.testing.router_bias = 4; }));  // a different function
 
   EXPECT_FALSE(differs([](config& x) { x.name = "renamed"; }));
   EXPECT_FALSE(differs([](config& x) { x.model.seq_len *= 2; }));
@@ -512,6 +515,69 @@ TEST(ConfigHash, IsStableAcrossBuilds) {
     expected *= 1099511628211ull;
   }
   EXPECT_EQ(glam::model_config_hash(tiny), expected);
+}
+
+// The testing options' gate: a config with [testing] router_bias is refused unless the
+// process runs with GLAM_TESTING=1, and without the section nothing changes (to_toml does
+// not write it, the model hash stays the one above).
+class GlamTestingEnv {
+ public:
+  explicit GlamTestingEnv(const char* value) {
+    if (const char* v = std::getenv("GLAM_TESTING")) saved_ = v;
+    if (value) ::setenv("GLAM_TESTING", value, 1);
+    else ::unsetenv("GLAM_TESTING");
+  }
+  ~GlamTestingEnv() {
+    if (saved_) ::setenv("GLAM_TESTING", saved_->c_str(), 1);
+    else ::unsetenv("GLAM_TESTING");
+  }
+
+ private:
+  std::optional<std::string> saved_;
+};
+
+struct testing_gate_row {
+  const char* env;     // GLAM_TESTING (null: unset)
+  const char* bias;    // testing.router_bias
+  bool accepted;
+  const char* message;  // part of the refusal
+};
+
+class ConfigTestingGate : public ::testing::TestWithParam<testing_gate_row> {};
+
+TEST_P(ConfigTestingGate, RouterBiasNeedsGlamTesting) {
+  const auto& row = GetParam();
+  GlamTestingEnv env(row.env);
+  auto doc = base_doc();
+  doc["testing"] = {{"router_bias", row.bias}};
+  const auto error = parse_error_of(render(doc));
+  EXPECT_EQ(!error.has_value(), row.accepted) << error.value_or("accepted");
+  if (error) {
+    EXPECT_NE(error->find(row.message), std::string::npos) << *error;
+  } else {
+    const config c = glam::parse_config_string(render(doc), "job.toml");
+    const config back = glam::parse_config_string(glam::to_toml(c), "x.toml");
+    expect_same(c, back);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Rows, ConfigTestingGate,
+                         ::testing::Values(testing_gate_row{nullptr, "4.0", false, "set GLAM_TESTING=1"},
+                                           testing_gate_row{"0", "4.0", false, "testing.router_bias = 4"},
+                                           testing_gate_row{"1", "4.0", true, ""},
+                                           testing_gate_row{"1", "-2.5", true, ""},
+                                           testing_gate_row{nullptr, "0.0", true, ""},
+                                           testing_gate_row{"1", "101", false, "out of range"},
+                                           testing_gate_row{"1", "\"4\"", false, "wrong type"}));
+
+TEST(ConfigTestingGate, WithoutTheSectionNothingChanges) {
+  const config c = glam::parse_config_string(render(base_doc()), "job.toml");
+  EXPECT_EQ(c.testing.router_bias, 0.0);
+  EXPECT_EQ(glam::to_toml(c).find("[testing]"), std::string::npos);
+  config code = c;
+  code.testing.router_bias = 3;
+  GlamTestingEnv off(nullptr);
+  EXPECT_THROW(glam::validate_config(code), config_error) << "a config built in code is gated too";
 }
 
 }  // namespace

@@ -253,11 +253,14 @@ TEST(GatingTest, BackwardMatchesFiniteDifferences) {
   auto x = random_vector(std::size_t(n * m), 21), wg = random_vector(std::size_t(m * e), 22);
   const auto a = random_vector(std::size_t(n), 23), b = random_vector(std::size_t(n), 24);
   const double c = 0.7;
+  // With and without the testing router bias: a constant on two logits, so the same backward.
+  for (double bias : {0.0, 0.8})
   for (gate_policy policy : {gate_policy::all, gate_policy::random}) {
     gating_options opt;
     opt.capacity = 3;
     opt.policy = policy;
     opt.random_seed = 5;
+    opt.router_bias = bias;
     basic_routing<double> route;
     std::vector<double> probs(std::size_t(n * e));
     auto loss = [&] {
@@ -340,6 +343,57 @@ TEST(GatingTest, SameBitsWithOneAndTwoThreads) {
   EXPECT_TRUE(same(one.dx, two.dx));
   EXPECT_TRUE(same(one.dwg, two.dwg));
 }
+
+// testing.router_bias (docs/placement.md): the bias on the logits of experts 0 and 1 sends
+// most first choices there, and the probabilities are the softmax of the biased logits,
+// computed here independently (in double, from the same float logits).
+struct router_bias_row {
+  double bias;
+  double least_share_to_0_and_1;  // of the tokens' first choices
+  double most_share_to_0_and_1;
+};
+
+class GatingRouterBias : public ::testing::TestWithParam<router_bias_row> {};
+
+TEST_P(GatingRouterBias, SkewsFirstChoicesToExpertsZeroAndOne) {
+  const auto& row = GetParam();
+  const index n = 512, m = 32, e = 8;
+  const auto xd = random_vector(std::size_t(n * m), 51), wd = random_vector(std::size_t(m * e), 52, 0.3);
+  const std::vector<float> x(xd.begin(), xd.end()), wg(wd.begin(), wd.end());
+  gating_options opt;
+  opt.capacity = gating_capacity(n, e, 2.0);
+  opt.router_bias = row.bias;
+  routing route;
+  std::vector<float> probs(std::size_t(n * e));
+  gating_forward(x.data(), wg.data(), n, m, e, opt, route, probs.data());
+  index to_01 = 0;
+  for (index s = 0; s < n; ++s) to_01 += route.expert1[std::size_t(s)] < router_biased_experts ? 1 : 0;
+  const double share = double(to_01) / double(n);
+  EXPECT_GE(share, row.least_share_to_0_and_1);
+  EXPECT_LE(share, row.most_share_to_0_and_1);
+  // The logits as the kernel forms them (x·Wg in float), then the bias and a softmax.
+  std::vector<float> logits(std::size_t(n * e));
+  gating_options plain = opt;
+  plain.router_bias = 0;
+  routing unused;
+  gating_forward(x.data(), wg.data(), n, m, e, plain, unused, logits.data());  // softmax of the plain logits
+  for (index s = 0; s < n; ++s) {
+    const float* p0 = logits.data() + s * e;
+    std::vector<double> want(static_cast<std::size_t>(e));
+    double sum = 0;
+    for (index j = 0; j < e; ++j) {
+      // log p0 recovers the plain logits up to a per-token constant, which the softmax drops.
+      want[std::size_t(j)] = std::exp(std::log(double(p0[j])) + (j < router_biased_experts ? row.bias : 0.0));
+      sum += want[std::size_t(j)];
+    }
+    for (index j = 0; j < e; ++j) EXPECT_NEAR(probs[std::size_t(s * e + j)], want[std::size_t(j)] / sum, 1e-5);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Rows, GatingRouterBias,
+                         ::testing::Values(router_bias_row{0.0, 0.1, 0.45},   // about 2 of 8 without it
+                                           router_bias_row{4.0, 0.9, 1.0},    // the placement bench's skew
+                                           router_bias_row{-4.0, 0.0, 0.02}));  // away from them
 
 TEST(GatingTest, RejectsBadShapes) {
   std::vector<float> x(4), wg(4), probs(4);

@@ -2,6 +2,8 @@
 // rebalance decision from measured busy seconds (docs/placement.md).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "coordinator/load_monitor.hpp"
 #include "coordinator/rebalance.hpp"
 #include "tests/tiny_job.hpp"
@@ -82,6 +84,24 @@ TEST_P(RuntimeRebalance, AdoptsOnlyWhatRepaysItsMove) {
   }
   EXPECT_EQ(shards, std::vector<int>(2, 1));
   EXPECT_EQ(experts, std::vector<int>(4, 1));
+  // Only the surplus moves: a worker keeps as many of its units of each kind as the new
+  // placement gives it.
+  int kept = 0, placed = 0;
+  for (const auto& a : d.proposed) {
+    const auto& was = *std::find_if(current.begin(), current.end(), [&](const auto& w) { return w.worker == a.worker; });
+    const auto keeps = [](const std::vector<std::int64_t>& now, const std::vector<std::int64_t>& then) {
+      int n = 0;
+      for (auto u : now) n += std::count(then.begin(), then.end(), u) > 0 ? 1 : 0;
+      return std::make_pair(n, int(std::min(now.size(), then.size())));
+    };
+    const auto [kept_shards, most_shards] = keeps(a.shards, was.shards);
+    const auto [kept_experts, most_experts] = keeps(a.experts, was.experts);
+    EXPECT_EQ(kept_shards, most_shards) << a.worker;
+    EXPECT_EQ(kept_experts, most_experts) << a.worker;
+    kept += kept_shards + kept_experts;
+    placed += int(a.shards.size() + a.experts.size());
+  }
+  EXPECT_EQ(d.units_moved, placed - kept);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, RuntimeRebalance, ::testing::ValuesIn(rebalance_cases),
