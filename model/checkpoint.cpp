@@ -92,6 +92,7 @@ class durable_writer {
   }
   std::uint64_t written() const { return written_; }
   std::uint64_t checksum() const { return sum_.digest(); }
+  void reserve(std::uint64_t) {}
 
   void commit() {
     if (::fsync(fd_) != 0) throw checkpoint_error("cannot fsync checkpoint file '" + tmp_ + "': " + errno_text());
@@ -124,6 +125,9 @@ class memory_writer {
   }
   std::uint64_t written() const { return bytes_.size(); }
   std::uint64_t checksum() const { return sum_.digest(); }
+  // The whole size at once: growing a snapshot of hundreds of MiB by doubling would copy it
+  // and fault its pages in again at every doubling.
+  void reserve(std::uint64_t total) { bytes_.reserve(std::size_t(total)); }
   std::string take() { return std::move(bytes_); }
 
  private:
@@ -324,6 +328,7 @@ void encode_unit_into(Writer& w, std::int64_t step, std::int64_t epoch, const st
   }
   const kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
   if (flat.asBytes().size() != header_bytes) throw std::logic_error("encode_unit: header size changed");
+  w.reserve(offset);
 
   const std::uint32_t version = checkpoint_format_version, length = std::uint32_t(header_bytes);
   w.write(unit_magic, sizeof unit_magic);

@@ -176,15 +176,20 @@ void start_units(self_ptr self) {
     hosts.push_back(a.worker == s.opts.name ? caf::actor_cast<worker_actor>(self)
                                             : p == s.peers.end() ? worker_actor() : p->second.handle);
   }
-  for (int u : s.layout->actors_of_worker(s.opts.name)) {
+  // Each unit actor gets the states of its own units ("dense" for a shard actor), moved, not
+  // copied (hundreds of MiB, while this actor must keep up its heartbeats): the dense state
+  // is copied for every shard actor here but the last.
+  const auto mine = s.layout->actors_of_worker(s.opts.name);
+  auto dense_users = std::count_if(mine.begin(), mine.end(), [&](int u) { return !s.layout->actor(u).shards.empty(); });
+  for (int u : mine) {
     unit_options uo{s.opts.name, u, s.plan, caf::actor_cast<worker_actor>(self), s.coordinator, s.counters, {},
                     s.opts.faults};
-    // Each unit actor gets the states of its own units ("dense" for a shard actor).
     const auto& spec = s.layout->actor(u);
-    if (!spec.shards.empty() && s.gathered.count(dense_state_name()))
-      uo.states[dense_state_name()] = s.gathered[dense_state_name()];
+    if (auto d = s.gathered.find(dense_state_name()); !spec.shards.empty() && d != s.gathered.end())
+      uo.states[d->first] = --dense_users == 0 ? std::move(d->second) : d->second;
     for (auto e : spec.experts)
-      if (auto i = s.gathered.find(unit_id::expert(e).name()); i != s.gathered.end()) uo.states[i->first] = i->second;
+      if (auto i = s.gathered.find(unit_id::expert(e).name()); i != s.gathered.end())
+        uo.states[i->first] = std::move(i->second);
     auto unit = self->system().spawn<caf::detached>(unit_behavior, std::move(uo));
     // Linked: a unit actor ends with this actor, and this actor hears when one ends.
     self->link_to(unit);
