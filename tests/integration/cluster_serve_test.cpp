@@ -74,7 +74,8 @@ class stream_reader {
   }
   static std::string text_of(const std::string& event) {
     std::string t;
-    for (const auto& c : nlohmann::json::parse(event)["choices"]) t += c.value("text", "");
+    const auto j = nlohmann::json::parse(event);
+    for (const auto& c : j["choices"]) t += c.value("text", "");
     return t;
   }
 
@@ -205,8 +206,10 @@ TEST(ClusterServe, SurvivesTheDeathOfAnExpertWorkerAndOfTheShardWorker) {
         2500ms);
     serve->kill(SIGCONT);
     std::string err;
-    std::string text = stream_reader::text_of(first) + r.rest(&err);
+    const std::string head = stream_reader::text_of(first);
+    std::string text = head + r.rest(&err);
     EXPECT_TRUE(err.empty()) << err << "\n" << serve->err();
+    EXPECT_FALSE(head.empty()) << first;
     return text;
   };
 
