@@ -772,7 +772,8 @@ std::string status_json(const coordinator_state& s) {
   if (s.opts.daemon_relay) {
     const auto& c = s.opts.daemon_relay->counters();
     // Every connection to the coordinator is inbound, through its relay: these are all the
-    // bytes it sends and receives (it relays no token batch).
+    // bytes it sends and receives (it relays no training tensor; the calls of serving
+    // sessions do pass through it).
     o["coordinator"]["bytes_received"] = c.bytes_in.load();
     o["coordinator"]["bytes_sent"] = c.bytes_out.load();
     o["coordinator"]["connections"] = {{"accepted", c.accepted.load()},
