@@ -203,7 +203,7 @@ TEST(ClusterServe, SurvivesTheDeathOfAnExpertWorkerAndOfTheShardWorker) {
             if (worker.template get<std::string>() == victim) return false;
           return true;
         },
-        2500ms);
+        1500ms);
     serve->kill(SIGCONT);
     std::string err;
     const std::string head = stream_reader::text_of(first);
