@@ -11,6 +11,7 @@
 #include <caf/typed_actor.hpp>
 
 #include "actors/handshake_protocol.hpp"
+#include "actors/inference_protocol.hpp"
 
 namespace glam {
 
@@ -47,6 +48,15 @@ using coordinator_actor = caf::typed_actor<
     caf::replies_to<job_status_atom, std::string>::with<std::string>,
     caf::replies_to<stop_atom, std::string>::with<std::string>,
     caf::replies_to<drain_atom, std::string>::with<std::string>,
+    // Clients: serving sessions (docs/serving.md, "The actor backend"). Start one (the
+    // checkpoint and the model; answered with every unit's worker and generation once all are
+    // loaded); wait until its units are all hosted again (after a worker died); a call on a
+    // unit, routed to the worker hosting it (from the client that started the session only);
+    // end it.
+    caf::replies_to<infer_start_atom, infer_assignment>::with<infer_assignment>,
+    caf::replies_to<infer_wait_atom, std::string>::with<infer_assignment>,
+    caf::replies_to<infer_atom, infer_request>::with<infer_reply>,
+    caf::reacts_to<infer_end_atom, std::string>,
     // This process only: abort the job in flight (finishing a checkpoint being written),
     // persist, and quit.
     caf::replies_to<shutdown_atom>::with<std::string>,

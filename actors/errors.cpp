@@ -20,6 +20,7 @@ const char* to_string(glam_errc code) {
     case glam_errc::unreachable: return "unreachable";
     case glam_errc::wrong_phase: return "wrong_phase";
     case glam_errc::internal: return "internal";
+    case glam_errc::bad_request: return "bad_request";
   }
   return "unknown";
 }

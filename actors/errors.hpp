@@ -29,6 +29,7 @@ enum class glam_errc : std::uint8_t {
   unreachable,            // a peer, or a snapshot to restore from, could not be reached (may pass)
   wrong_phase,            // the message does not fit the receiver's phase
   internal,               // a bug: an always-on check failed
+  bad_request,            // an inference call that does not fit its unit (a sequence, a part, the pass's phase)
 };
 
 const char* to_string(glam_errc code);

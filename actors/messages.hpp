@@ -17,7 +17,7 @@
 namespace glam {
 
 // Bumped on every incompatible change of any message below.
-inline constexpr std::uint32_t protocol_version = 4;
+inline constexpr std::uint32_t protocol_version = 5;
 
 // Bounds on what a peer may put in a field; a message over them is refused before it is
 // stored (docs/runtime.md, "Limits").

@@ -7,6 +7,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "actors/errors.hpp"
+#include "actors/inference_messages.hpp"
 #include "actors/tensor_chunk.hpp"
 
 namespace glam {
@@ -34,6 +35,9 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<snapshot_held>("glam_held");
   cfg.add_message_type<unit_snapshot>("glam_snapshot");
   cfg.add_message_type<blob_chunk>("glam_blob");
+  cfg.add_message_type<infer_assignment>("glam_inferassign");
+  cfg.add_message_type<infer_request>("glam_inferreq");
+  cfg.add_message_type<infer_reply>("glam_inferreply");
   register_error_category(cfg);
 }
 

@@ -53,6 +53,12 @@ using worker_actor = caf::typed_actor<
     caf::reacts_to<checkpoint_atom, job_tag, std::int64_t>,
     caf::reacts_to<evict_atom, std::string>,
     caf::reacts_to<drained_atom>,
+    // The coordinator: serving sessions. Host units of a session (loaded from its checkpoint
+    // by the session's inference actor; answered with the units hosted); a call on one of
+    // them; drop the session.
+    caf::replies_to<infer_host_atom, infer_assignment>::with<std::string>,
+    caf::replies_to<infer_atom, infer_request>::with<infer_reply>,
+    caf::reacts_to<infer_end_atom, std::string>,
     // Peers of the job: a chunk of a round's exchange; a chunk of a unit's state (a buddy
     // copy, or the answer to a fetch); a unit's snapshot of a step, sent in chunks before the
     // answer (its size in bytes).

@@ -1,12 +1,17 @@
-// glam generate --checkpoint DIR --prompt TEXT: continues a prompt with a trained model, in
-// this process (the single-thread reference of model/generate.hpp), printing the text to
-// stdout as the tokens are chosen.
+// glam generate --checkpoint DIR --prompt TEXT: continues a prompt with a trained model,
+// printing the text to stdout as the tokens are chosen. The model runs on an inference
+// backend (in this process, on workers started here with --workers N, or on a cluster with
+// --coordinator), decoded by the batch scheduler of glam serve with one sequence: one decode
+// loop for both commands and every backend.
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <memory>
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/inference_backends.hpp"
+#include "serve/batch_scheduler.hpp"
 #include "data/tokenizer.hpp"
 #include "kernels/parallel.hpp"
 #include "model/generate.hpp"
@@ -25,6 +30,7 @@ struct generate_options {
   std::string tokenizer;
   std::string config_path;
   int threads = 0;
+  backend_choice backend;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -53,18 +59,35 @@ int run_generate(const generate_options& o) {
   std::fprintf(stderr, "glam generate: %s, step %lld (%s), tokenizer %s, prompt %zu tokens\n", ck.cfg.name.c_str(),
                (long long)ck.manifest.step, checkpoint_dir_for(ck.root, ck.manifest.step).c_str(),
                tokenizer_path.c_str(), prompt.size());
-  reference_inference model = reference_inference::from_checkpoint(ck);
+  running_backend run = start_backend(o.backend, ck, o.config_path);
+  std::fprintf(stderr, "glam generate: on %s\n", run.backend->describe().c_str());
+  scheduler_options so;
+  so.max_batch = 1;
+  so.max_admitted = 1;
+  batch_scheduler scheduler(*run.backend, so);
 
   text_stream text(tok);
   const auto start = std::chrono::steady_clock::now();
   double first_token_seconds = 0;
   std::size_t produced = 0;
-  const generation_result r = generate(model, prompt, g, [&](std::int32_t token) {
+  std::promise<sequence_outcome> ended;
+  sequence_job job;
+  job.prompt = prompt;
+  job.options = g;
+  job.on_token = [&](std::int32_t token) {
     if (produced++ == 0) first_token_seconds = seconds_since(start);
     const std::string piece = text.push(token);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
-  });
+    return token_verdict::go_on;
+  };
+  job.on_finish = [&](const sequence_outcome& outcome) { ended.set_value(outcome); };
+  std::vector<sequence_job> jobs;
+  jobs.push_back(std::move(job));
+  if (!scheduler.admit(std::move(jobs))) throw std::runtime_error("the scheduler refused the prompt (a bug)");
+  const sequence_outcome r = ended.get_future().get();
+  scheduler.stop();
+  if (!r.error.empty()) throw std::runtime_error("generation failed: " + r.error);
   const double total = seconds_since(start);
   const std::string rest = text.finish();
   std::fwrite(rest.data(), 1, rest.size(), stdout);
@@ -82,7 +105,7 @@ int run_generate(const generate_options& o) {
 
 void add_generate_command(CLI::App& app) {
   auto o = std::make_shared<generate_options>();
-  auto* cmd = app.add_subcommand("generate", "Continue a prompt with a trained model (a checkpoint), in this process");
+  auto* cmd = app.add_subcommand("generate", "Continue a prompt with a trained model (a checkpoint)");
   cmd->add_option("--checkpoint", o->checkpoint,
                   "A checkpoint directory of `glam train` (the newest valid checkpoint in it), or one step-XXXXXXXX "
                   "directory")
@@ -99,6 +122,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--config", o->config_path,
                   "The job's config, for a checkpoint that does not record it (written by an older glam)");
   cmd->add_option("--threads", o->threads, "Compute threads (default: all cores)")->check(CLI::PositiveNumber);
+  add_backend_options(cmd, o->backend);
   cmd->callback([o] {
     int rc = run_generate(*o);
     if (rc != 0) throw CLI::RuntimeError(rc);

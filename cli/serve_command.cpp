@@ -1,6 +1,7 @@
 // glam serve --checkpoint DIR --listen HOST:PORT: an OpenAI-compatible completions server
-// with continuous batching (serve/), on the in-process backend: the whole model in this
-// process, run by the batch scheduler's thread.
+// with continuous batching (serve/), on the in-process backend (the whole model in this
+// process, run by the batch scheduler's thread) or, with --workers N or --coordinator, on the
+// actor backend (the units on workers).
 #include <signal.h>
 
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/inference_backends.hpp"
 #include "data/tokenizer.hpp"
 #include "kernels/parallel.hpp"
 #include "model/generate.hpp"
@@ -28,6 +30,7 @@ struct serve_cli_options {
   std::int64_t max_tokens_limit = 0;
   std::int64_t max_concurrent = 64;
   int threads = 0;
+  backend_choice backend;
 };
 
 struct listen_address {
@@ -94,7 +97,8 @@ int run_serve(const serve_cli_options& o) {
                              ", which no completion can exceed; give at most " + std::to_string(ck.cfg.model.seq_len));
   std::fprintf(stderr, "glam serve: %s, step %lld (%s), tokenizer %s\n", ck.cfg.name.c_str(), (long long)ck.manifest.step,
                checkpoint_dir_for(ck.root, ck.manifest.step).c_str(), tokenizer_path.c_str());
-  auto backend = reference_backend::from_checkpoint(ck);
+  running_backend run = start_backend(o.backend, ck, o.config_path);
+  auto& backend = run.backend;
 
   completions_server server(*backend, tok, so);
   server.start();
@@ -148,6 +152,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--config", o->config_path,
                   "The job's config, for a checkpoint that does not record it (written by an older glam)");
   cmd->add_option("--model-name", o->model_name, "The model id clients send (default: the config's name)");
+  add_backend_options(cmd, o->backend);
   cmd->callback([o] {
     int rc = run_serve(*o);
     if (rc != 0) throw CLI::RuntimeError(rc);

@@ -1,5 +1,6 @@
 // `glam status [--coordinator HOST:PORT] [--json | --dashboard-url]`
 #include <cstdio>
+#include <map>
 #include <memory>
 
 #include <caf/all.hpp>
@@ -51,6 +52,17 @@ void print_human(const nlohmann::json& s) {
       std::printf("worker %s refused: %s; relay %s\n", w["name"].get<std::string>().c_str(), refused.c_str(),
                   relay.c_str());
   }
+  // Serving sessions (docs/serving.md, "The actor backend"): where their units are.
+  if (s.contains("sessions"))
+    for (const auto& x : s["sessions"]) {
+      std::map<std::string, std::string> by_worker;
+      for (const auto& [unit, worker] : x["units"].items())
+        by_worker[worker.get<std::string>()] += (by_worker[worker.get<std::string>()].empty() ? "" : " ") + unit;
+      std::string where;
+      for (const auto& [worker, units] : by_worker) where += "  " + worker + " [" + units + "]";
+      std::printf("session %s  %s%s%s\n", x["id"].get<std::string>().c_str(), x["checkpoint"].get<std::string>().c_str(),
+                  where.c_str(), x["loading"].empty() ? "" : "  (loading)");
+    }
   for (const auto& j : s["jobs"]) {
     const auto why = j["error"].get<std::string>() + j["waiting"].get<std::string>();
     // What a running job does now (computing, recovering, migrating, ...) and its epoch.

@@ -385,6 +385,97 @@ void recover(self_ptr self, const std::string& why) {
   place_job(self, *j, "recovering");
 }
 
+// ---- Serving sessions (docs/serving.md, "The actor backend") ----
+
+// How long a call on a unit may take (a prefill of a big batch), and a load of the units.
+constexpr std::chrono::seconds infer_call_timeout{300};
+
+// Ends a session: its workers drop its units, clients waiting for it hear why.
+void end_session(self_ptr self, const std::string& id, const std::string& why) {
+  auto& s = self->state;
+  auto* sess = s.sessions.find(id);
+  if (!sess) return;
+  std::set<std::string> workers;
+  for (const auto& [unit, worker] : sess->owner) workers.insert(worker);
+  for (const auto& w : workers)
+    if (auto h = s.handles.find(w); h != s.handles.end()) self->send(h->second, infer_end_atom::value, id);
+  if (auto w = s.session_waiters.find(id); w != s.session_waiters.end()) {
+    for (auto& rp : w->second) rp.deliver(make_error(glam_errc::cannot_host, "session " + id + " ended: " + why));
+    s.session_waiters.erase(w);
+  }
+  spdlog::info("serving: session {} ended: {}", id, why);
+  s.sessions.end(id);
+}
+
+void session_ready_check(self_ptr self, const std::string& id) {
+  auto& s = self->state;
+  auto* sess = s.sessions.find(id);
+  if (!sess || !sess->ready()) return;
+  if (auto w = s.session_waiters.find(id); w != s.session_waiters.end()) {
+    const auto view = sess->view();
+    for (auto& rp : w->second) rp.deliver(view);
+    s.session_waiters.erase(w);
+  }
+}
+
+// Asks every worker with units of the session still to load to load them.
+void host_session_units(self_ptr self, const std::string& id) {
+  auto& s = self->state;
+  auto* sess = s.sessions.find(id);
+  if (!sess) return;
+  for (const auto& worker : sess->workers_loading()) {
+    auto h = s.handles.find(worker);
+    if (h == s.handles.end()) return end_session(self, id, "worker " + worker + " is gone");
+    auto a = sess->assignment_for(worker);
+    std::string list;
+    for (const auto& u : a.units) list += " " + u;
+    spdlog::info("serving: session {}: {} loads{}", id, worker, list);
+    self->request(h->second, infer_call_timeout, infer_host_atom::value, a)
+        .then(
+            [self, id, worker](const std::string& units) {
+              std::vector<std::string> loaded;
+              std::string::size_type at = 0;
+              while (at < units.size()) {
+                auto space = units.find(' ', at);
+                if (space == std::string::npos) space = units.size();
+                if (space > at) loaded.push_back(units.substr(at, space - at));
+                at = space + 1;
+              }
+              self->state.sessions.loaded(id, worker, loaded);
+              session_ready_check(self, id);
+            },
+            [self, id, worker](const caf::error& e) {
+              // A worker that went down meanwhile is handled by worker_lost.
+              if (!self->state.members.by_name(worker)) return;
+              end_session(self, id, "worker " + worker + " cannot load its units: " + error_text(e));
+            });
+  }
+}
+
+// A worker is lost: its units of every session move to the survivors and load again there
+// (from the checkpoint); calls in flight to it fail, and their clients replay.
+void sessions_lose_worker(self_ptr self, const std::string& name) {
+  auto& s = self->state;
+  std::vector<std::string> survivors;
+  for (const auto* m : s.members.workers())
+    if (m->name != name && !s.draining.count(m->name)) survivors.push_back(m->name);
+  for (const auto& id : s.sessions.lose_worker(name, survivors)) {
+    if (survivors.empty()) {
+      end_session(self, id, "worker " + name + " was lost and no other worker is left");
+      continue;
+    }
+    spdlog::warn("serving: session {}: worker {} lost; its units are placed again", id, name);
+    host_session_units(self, id);
+  }
+  for (auto it = s.infer_calls.begin(); it != s.infer_calls.end();)
+    if (it->second.worker == name) {
+      it->second.promise.deliver(make_error(glam_errc::unreachable, "worker " + name + " was lost during the call"));
+      it = s.infer_calls.erase(it);
+    } else {
+      ++it;
+    }
+}
+
 void worker_lost(self_ptr self, const member& m, const std::string& how, bool tell_it = false) {
   auto& s = self->state;
   if (auto h = s.handles.find(m.name); h != s.handles.end()) {
@@ -412,6 +503,7 @@ void worker_lost(self_ptr self, const member& m, const std::string& how, bool te
                (s.run->phase == job_phase::placing || !a.shards.empty() || !a.experts.empty());
       }))
     recover(self, "worker " + m.name + " (" + m.host + ":" + std::to_string(m.port) + ") " + how);
+  sessions_lose_worker(self, m.name);
 }
 
 std::string checkpoint_dir_of(const coordinator_state& s, const config& c) {
@@ -680,7 +772,8 @@ std::string status_json(const coordinator_state& s) {
   if (s.opts.daemon_relay) {
     const auto& c = s.opts.daemon_relay->counters();
     // Every connection to the coordinator is inbound, through its relay: these are all the
-    // bytes it sends and receives (it relays no token batch).
+    // bytes it sends and receives (it relays no training tensor; the calls of serving
+    // sessions do pass through it).
     o["coordinator"]["bytes_received"] = c.bytes_in.load();
     o["coordinator"]["bytes_sent"] = c.bytes_out.load();
     o["coordinator"]["connections"] = {{"accepted", c.accepted.load()},
@@ -709,6 +802,16 @@ std::string status_json(const coordinator_state& s) {
          {"relay_refused", relay_json(m->stats.relay)},
          {"busy_seconds_per_step", b == busy.end() ? 0.0 : b->second},
          {"last_heard_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - m->last_seen).count()}});
+  }
+  o["sessions"] = nlohmann::json::array();
+  for (const auto& [id, sess] : s.sessions.all()) {
+    nlohmann::json units = nlohmann::json::object();
+    for (const auto& [unit, worker] : sess.owner) units[unit] = worker;
+    o["sessions"].push_back({{"id", id},
+                             {"checkpoint", sess.spec.checkpoint},
+                             {"step", sess.spec.step},
+                             {"units", units},
+                             {"loading", std::vector<std::string>(sess.loading.begin(), sess.loading.end())}});
   }
   o["jobs"] = nlohmann::json::array();
   const auto& jobs = s.jobs->jobs();
@@ -762,7 +865,12 @@ coordinator_actor::behavior_type coordinator_behavior(self_ptr self, coordinator
       return;
     }
     auto m = self->state.members.remove_node(caf::to_string(dm.source));
-    if (!m.name.empty()) worker_lost(self, m, "went down (" + self->system().render(dm.reason) + ")");
+    if (!m.name.empty()) return worker_lost(self, m, "went down (" + self->system().render(dm.reason) + ")");
+    // A serving client went away: its sessions end.
+    std::vector<std::string> ended;
+    for (const auto& [id, sess] : self->state.sessions.all())
+      if (sess.client == caf::to_string(dm.source)) ended.push_back(id);
+    for (const auto& id : ended) end_session(self, id, "its client went away");
   });
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view&) -> caf::result<caf::message> {
     if (self->state.gate->admit_or_count(sender_node(self))) ++self->state.refused.unexpected;
@@ -948,6 +1056,102 @@ coordinator_actor::behavior_type coordinator_behavior(self_ptr self, coordinator
         }
         // A worker may be cut off from its peers: roll back and try again.
         recover(self, what + " within " + std::to_string(s.opts.step_timeout.count()) + " ms");
+      },
+      [self](infer_start_atom, infer_assignment& spec) -> caf::result<infer_assignment> {
+        auto& s = self->state;
+        if (!admitted(self)) return make_error(glam_errc::not_authenticated, "not authenticated");
+        if (s.sessions.size() >= max_inference_sessions)
+          return make_error(glam_errc::refused, "the cluster serves " + std::to_string(max_inference_sessions) +
+                                                    " sessions already, the most it takes: end one first");
+        if (spec.experts < 0 || spec.experts > 4096 || spec.checkpoint.empty() || spec.checkpoint.size() > 4096 ||
+            spec.max_sequences < 1 || spec.max_sequences > 4096) {
+          ++s.refused.malformed;
+          return make_error(glam_errc::refused, "a session needs a checkpoint path (at most 4096 characters), 0 to "
+                                                "4096 experts and 1 to 4096 sequences");
+        }
+        std::vector<std::string> workers;
+        for (const auto* m : s.members.workers())
+          if (!s.draining.count(m->name)) workers.push_back(m->name);
+        const auto client = sender_actor(self);
+        const auto node = sender_node(self);
+        auto handle = caf::actor_cast<caf::actor>(self->current_sender());
+        std::string id;
+        try {
+          id = s.sessions.start(spec, client, node, workers).spec.session;
+        } catch (const std::exception& e) {
+          return make_error(glam_errc::cannot_host, e.what());
+        }
+        if (handle) self->monitor(handle);
+        const auto* sess = s.sessions.find(id);
+        std::string list;
+        for (const auto& [unit, worker] : sess->owner) list += " " + unit + "@" + worker;
+        spdlog::info("serving: session {} of {} (step {}):{}", id, spec.checkpoint, spec.step, list);
+        auto rp = self->make_response_promise<infer_assignment>();
+        s.session_waiters[id].push_back(rp);
+        host_session_units(self, id);
+        return rp;
+      },
+      [self](infer_wait_atom, const std::string& id) -> caf::result<infer_assignment> {
+        auto& s = self->state;
+        if (!admitted(self)) return make_error(glam_errc::not_authenticated, "not authenticated");
+        auto* sess = s.sessions.find(id);
+        if (!sess) return make_error(glam_errc::unknown_job, "no serving session '" + id.substr(0, 64) + "'");
+        if (sess->client_node != sender_node(self)) {
+          ++s.refused.not_allowed;
+          return make_error(glam_errc::not_allowed, "session " + id + " belongs to another client");
+        }
+        if (sess->ready()) return sess->view();
+        auto rp = self->make_response_promise<infer_assignment>();
+        s.session_waiters[id].push_back(rp);
+        return rp;
+      },
+      [self](infer_atom a, infer_request& r) -> caf::result<infer_reply> {
+        auto& s = self->state;
+        if (!admitted(self)) return make_error(glam_errc::not_authenticated, "not authenticated");
+        auto* sess = s.sessions.find(r.session);
+        if (!sess) return make_error(glam_errc::unknown_job, "no serving session '" + r.session.substr(0, 64) + "'");
+        if (sess->client_node != sender_node(self)) {
+          ++s.refused.not_allowed;
+          return make_error(glam_errc::not_allowed, "session " + r.session + " belongs to another client");
+        }
+        auto owner = sess->owner.find(r.unit);
+        if (owner == sess->owner.end())
+          return make_error(glam_errc::bad_request, "'" + r.unit.substr(0, 64) + "' is not a unit of session " + r.session);
+        if (sess->loading.count(r.unit))
+          return make_error(glam_errc::unreachable, r.unit + " of session " + r.session + " is being loaded on " +
+                                                        owner->second + ": wait for the session (infer wait)");
+        auto h = s.handles.find(owner->second);
+        if (h == s.handles.end())
+          return make_error(glam_errc::unreachable, "worker " + owner->second + " is gone");
+        auto rp = self->make_response_promise<infer_reply>();
+        const auto serial = ++s.infer_serial;
+        s.infer_calls[serial] = {owner->second, rp};
+        self->request(h->second, infer_call_timeout, a, std::move(r))
+            .then(
+                [self, serial](infer_reply& out) {
+                  auto it = self->state.infer_calls.find(serial);
+                  if (it == self->state.infer_calls.end()) return;
+                  it->second.promise.deliver(std::move(out));
+                  self->state.infer_calls.erase(it);
+                },
+                [self, serial](caf::error& e) {
+                  auto it = self->state.infer_calls.find(serial);
+                  if (it == self->state.infer_calls.end()) return;
+                  it->second.promise.deliver(std::move(e));
+                  self->state.infer_calls.erase(it);
+                });
+        return rp;
+      },
+      [self](infer_end_atom, const std::string& id) {
+        auto& s = self->state;
+        if (!admitted(self)) return;
+        auto* sess = s.sessions.find(id);
+        if (!sess) return;
+        if (sess->client_node != sender_node(self)) {
+          ++s.refused.not_allowed;
+          return;
+        }
+        end_session(self, id, "ended by its client");
       },
       [self](submit_atom, const std::string& toml, const std::string& source) -> caf::result<std::string> {
         auto& s = self->state;

@@ -11,6 +11,8 @@
 //                                    unit actors of the running job, on the node of the
 //                                    worker hosting them, of the current epoch
 //   submit, status, job status, stop nodes that proved the secret
+//   infer start                      nodes that proved the secret
+//   infer wait, infer, infer end     the node of the client that started the session
 //   shutdown                         this process
 //   tick, deadline                   this actor
 //   CAF exit                         this process (the daemon stopping it)
@@ -50,6 +52,7 @@
 #include "actors/coordinator_protocol.hpp"
 #include "actors/relay.hpp"
 #include "actors/worker_protocol.hpp"
+#include "coordinator/inference_sessions.hpp"
 #include "coordinator/job_table.hpp"
 #include "coordinator/load_monitor.hpp"
 #include "coordinator/membership.hpp"
@@ -172,6 +175,17 @@ struct coordinator_state {
   refusal_counts refused;
   std::unique_ptr<running_job> run;
   caf::typed_response_promise<std::string> shutdown;  // waits for a checkpoint being written
+  // Serving sessions (docs/serving.md, "The actor backend"): the table, the clients waiting
+  // for a session's units to be loaded, and the calls in flight by serial (failed at once
+  // when their worker is lost: a request to a dead actor never fails by itself).
+  inference_sessions sessions;
+  std::map<std::string, std::vector<caf::typed_response_promise<infer_assignment>>> session_waiters;
+  struct infer_call {
+    std::string worker;
+    caf::typed_response_promise<infer_reply> promise;
+  };
+  std::map<std::int64_t, infer_call> infer_calls;
+  std::int64_t infer_serial = 0;
   coordinator_options opts;
 };
 

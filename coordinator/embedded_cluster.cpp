@@ -1,5 +1,7 @@
 #include "coordinator/embedded_cluster.hpp"
 
+#include <cstdlib>
+#include <filesystem>
 #include <future>
 
 #include <caf/all.hpp>
@@ -77,6 +79,64 @@ job_record run_embedded_job(const std::string& config_toml, const std::string& s
   job_record result = ended.get_future().get();
   shutdown();
   return result;
+}
+
+embedded_cluster::embedded_cluster(int workers) {
+  if (workers < 1) throw std::invalid_argument("--workers " + std::to_string(workers) + ": give at least 1");
+  std::string pattern = (std::filesystem::temp_directory_path() / "glam-embedded-XXXXXX").string();
+  if (!::mkdtemp(pattern.data())) throw std::runtime_error("cannot make a scratch directory under " + pattern);
+  state_dir_ = pattern;
+  runtime_options ro;
+  cfg_ = std::make_unique<runtime_config>(ro);
+  sys_ = std::make_unique<caf::actor_system>(*cfg_);
+  const auto secret = random_hex(32);
+  coordinator_options co;
+  co.state_dir = state_dir_;
+  co.secret = secret;
+  co.listen = "embedded";
+  co.settle = std::chrono::milliseconds(0);
+  co.checkpoints = false;
+  co.log_steps = false;
+  coordinator_ = sys_->spawn(coordinator_behavior, co);
+  auto local_peers = std::make_shared<std::map<std::string, worker_actor>>();
+  for (int i = 0; i < workers; ++i) {
+    worker_options wo;
+    wo.name = "worker-" + std::to_string(i);
+    wo.secret = secret;
+    wo.listen_host = "embedded";
+    wo.local_peers = local_peers;
+    wo.data_root = "/";
+    wo.checkpoint_root = "/";
+    workers_.push_back(sys_->spawn(worker_behavior, wo));
+    (*local_peers)[wo.name] = workers_.back();
+  }
+  caf::scoped_actor self{*sys_};
+  std::string failure;
+  for (std::size_t i = 0; i < workers_.size() && failure.empty(); ++i)
+    self->request(workers_[i], std::chrono::seconds(30), register_atom::value, coordinator_,
+                  static_cast<std::uint16_t>(i + 1))
+        .receive([&](const std::string&) {}, [&](const caf::error& e) { failure = error_text(e); });
+  if (!failure.empty()) {
+    stop();
+    throw std::runtime_error("an embedded worker could not register: " + failure);
+  }
+}
+
+embedded_cluster::~embedded_cluster() { stop(); }
+
+void embedded_cluster::stop() {
+  if (sys_) {
+    caf::scoped_actor self{*sys_};
+    for (auto& w : workers_) self->send_exit(w, caf::exit_reason::user_shutdown);
+    if (coordinator_) self->send_exit(coordinator_, caf::exit_reason::user_shutdown);
+  }
+  workers_.clear();
+  coordinator_ = nullptr;
+  sys_.reset();
+  cfg_.reset();
+  std::error_code ec;
+  if (!state_dir_.empty()) std::filesystem::remove_all(state_dir_, ec);
+  state_dir_.clear();
 }
 
 }  // namespace glam

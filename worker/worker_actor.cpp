@@ -199,6 +199,15 @@ void start_units(self_ptr self) {
   s.gathered.clear();
 }
 
+// Ends the serving sessions hosted here (their inference actors).
+void stop_sessions(self_ptr self) {
+  for (auto& [id, actor] : self->state.sessions) {
+    self->unlink_from(actor);
+    self->send_exit(actor, caf::exit_reason::user_shutdown);
+  }
+  self->state.sessions.clear();
+}
+
 template <class... Ts>
 void to_units(self_ptr self, Ts&&... xs) {
   for (auto& [n, unit] : self->state.units) self->send(unit, xs...);
@@ -460,6 +469,14 @@ worker_actor::behavior_type worker_behavior(self_ptr self, worker_options opts) 
         s.units.erase(i);
         return;
       }
+    for (auto i = s.sessions.begin(); i != s.sessions.end(); ++i)
+      if (i->second.address() == m.source) {
+        if (m.reason != caf::exit_reason::user_shutdown && m.reason)
+          spdlog::error("worker {}: inference actor of session {} ended: {}", s.opts.name, i->first,
+                        self->system().render(m.reason));
+        s.sessions.erase(i);
+        return;
+      }
     self->quit(m.reason);
   });
   // A down message counts only from the very actor it names, which this worker monitors
@@ -481,6 +498,7 @@ worker_actor::behavior_type worker_behavior(self_ptr self, worker_options opts) 
       // which stay here); the worker looks for it again.
       if (s.host_promise.pending()) s.host_promise.deliver(make_error(glam_errc::stale_epoch, "lost the coordinator"));
       stop_units(self);
+      stop_sessions(self);
       s.gate->revoke(caf::to_string(s.coordinator.node()));
       s.coordinator = nullptr;
       if (s.phase != worker_phase::registering) transition(self, worker_phase::registering);
@@ -529,6 +547,7 @@ worker_actor::behavior_type worker_behavior(self_ptr self, worker_options opts) 
         spdlog::warn("worker {}: evicted by the coordinator ({}); registering again", s.opts.name, why);
         if (s.host_promise.pending()) s.host_promise.deliver(make_error(glam_errc::stale_epoch, "evicted"));
         stop_units(self);
+        stop_sessions(self);
         s.gate->revoke(caf::to_string(s.coordinator.node()));
         transition(self, worker_phase::registering);
         start_registration(self);
@@ -764,6 +783,67 @@ worker_actor::behavior_type worker_behavior(self_ptr self, worker_options opts) 
         spdlog::info("worker {}: drained", s.opts.name);
         stop_units(self);
         self->quit();
+      },
+      // Serving sessions: the coordinator places a session's units here; the session's
+      // inference actor loads them and serves the calls the coordinator routes here.
+      [self](infer_host_atom a, infer_assignment& assignment) -> caf::result<std::string> {
+        auto& s = self->state;
+        if (!from_coordinator(self)) return make_error(glam_errc::not_allowed, "for the coordinator only");
+        if (s.phase == worker_phase::registering) return make_error(glam_errc::wrong_phase, "not registered yet");
+        if (auto why = path_outside(assignment.checkpoint, s.opts.checkpoint_root, "checkpoint directory",
+                                    "--checkpoint-root");
+            !why.empty()) {
+          ++s.refused.malformed;
+          return make_error(glam_errc::cannot_host, "session " + assignment.session.substr(0, 64) + ": " + why);
+        }
+        auto it = s.sessions.find(assignment.session);
+        if (it == s.sessions.end()) {
+          if (s.sessions.size() >= max_inference_sessions)
+            return make_error(glam_errc::cannot_host, "worker " + s.opts.name + " hosts " +
+                                                          std::to_string(max_inference_sessions) +
+                                                          " serving sessions already, the most it takes");
+          auto actor = self->system().spawn<caf::detached>(inference_actor_behavior, self->address());
+          self->link_to(actor);
+          it = s.sessions.emplace(assignment.session, actor).first;
+          std::string units;
+          for (const auto& u : assignment.units) units += " " + u;
+          spdlog::info("worker {}: serving session {}:{}", s.opts.name, assignment.session, units);
+        }
+        auto rp = self->make_response_promise<std::string>();
+        // Loading reads the checkpoint: give it the time a big model's files take.
+        self->request(it->second, 10 * s.opts.request_timeout, a, std::move(assignment))
+            .then([rp](std::string& units) mutable { rp.deliver(std::move(units)); },
+                  [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+        return rp;
+      },
+      [self](infer_atom a, infer_request& r) -> caf::result<infer_reply> {
+        auto& s = self->state;
+        if (!from_coordinator(self)) return make_error(glam_errc::not_allowed, "for the coordinator only");
+        auto it = s.sessions.find(r.session);
+        if (it == s.sessions.end())
+          return make_error(glam_errc::bad_request, "no session '" + r.session.substr(0, 64) + "' on worker " + s.opts.name);
+        const auto bytes = static_cast<std::int64_t>(r.data.data.size() * sizeof(float));
+        s.stats.bytes_received += bytes;
+        auto rp = self->make_response_promise<infer_reply>();
+        auto counters = s.counters;
+        self->request(it->second, 30 * s.opts.request_timeout, a, std::move(r))
+            .then(
+                [rp, counters](infer_reply& out) mutable {
+                  counters->bytes_sent += static_cast<std::int64_t>(out.data.data.size() * sizeof(float));
+                  rp.deliver(std::move(out));
+                },
+                [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+        return rp;
+      },
+      [self](infer_end_atom, const std::string& session) {
+        auto& s = self->state;
+        if (!from_coordinator(self)) return;
+        auto it = s.sessions.find(session);
+        if (it == s.sessions.end()) return;
+        spdlog::info("worker {}: session {} ended", s.opts.name, session);
+        self->unlink_from(it->second);
+        self->send_exit(it->second, caf::exit_reason::user_shutdown);
+        s.sessions.erase(it);
       },
       [self](reconnect_atom) {
         if (!from_self(self)) return;

@@ -11,6 +11,8 @@
 //   ping                        nodes that proved the secret
 //   host, release, begin, finish, checkpoint, evict, drained
 //                               the coordinator this worker registered with, of its epoch
+//   infer host, infer, infer end
+//                               the coordinator this worker registered with (sessions)
 //   state chunks, fetch         peers of the job (nodes that proved the secret)
 //   snapshot                    this worker's unit actors
 //   tensor chunks               the peer worker hosting the sending unit actor
@@ -42,6 +44,7 @@
 #include "actors/unit_layout.hpp"
 #include "actors/worker_protocol.hpp"
 #include "worker/fault_injection.hpp"
+#include "worker/inference_actor.hpp"
 #include "worker/snapshot_store.hpp"
 #include "worker/unit_actor.hpp"
 
@@ -121,6 +124,9 @@ struct worker_state {
   // A lost coordinator: when the worker started to look for it again, and the next wait.
   std::optional<std::chrono::steady_clock::time_point> lost_since;
   std::chrono::milliseconds backoff{200};
+  // Serving sessions hosted here (docs/serving.md, "The actor backend"): an inference
+  // actor per session, at most max_inference_sessions.
+  std::map<std::string, inference_unit_actor> sessions;
 };
 
 // Why a job plan cannot be hosted by worker `name` with these roots (empty when it can):

@@ -261,6 +261,17 @@ TEST(Security, ANodeThatSkipsTheGateIsIgnoredEverywhere) {
   for (int i = 0; i < 1000; ++i) x->send(coordinator, tick_atom::value);
   for (std::int64_t serial = 0; serial < 50; ++serial) x->send(coordinator, deadline_atom::value, g.job, serial);
   x->send(coordinator, tensor_chunk{});
+  infer_assignment session;
+  session.checkpoint = "/";
+  session.experts = 4;
+  infer_request call;
+  call.session = "serve-1";
+  call.unit = "shard0";
+  call.op = static_cast<std::int32_t>(infer_op::begin);
+  x->send(coordinator, infer_start_atom::value, session);
+  x->send(coordinator, infer_wait_atom::value, std::string("serve-1"));
+  x->send(coordinator, infer_atom::value, call);
+  x->send(coordinator, infer_end_atom::value, std::string("serve-1"));
   // CAF's system messages: an exit, a down naming a healthy worker.
   x->send_exit(coordinator, caf::exit_reason::user_shutdown);
   x->send(coordinator, caf::down_msg{worker.address(), caf::exit_reason::kill});
@@ -275,6 +286,9 @@ TEST(Security, ANodeThatSkipsTheGateIsIgnoredEverywhere) {
   x->send(worker, tensor_chunk{});
   for (int i = 0; i < 1000; ++i) x->send(worker, tick_atom::value);
   x->send(worker, host_deadline_atom::value, g.job, std::int64_t{0});
+  x->send(worker, infer_host_atom::value, session);
+  x->send(worker, infer_atom::value, call);
+  x->send(worker, infer_end_atom::value, std::string("serve-1"));
   x->send_exit(worker, caf::exit_reason::user_shutdown);
   x->send(worker, caf::down_msg{coordinator.address(), caf::exit_reason::kill});
   // Every actor id a worker's node might have, unit actors among them.
@@ -283,6 +297,8 @@ TEST(Security, ANodeThatSkipsTheGateIsIgnoredEverywhere) {
     x->send(a, begin_atom::value, tag, round_id::training(999));
     x->send(a, finish_atom::value, tag, round_id::training(0), true, false);
     x->send(a, checkpoint_atom::value, tag, std::int64_t{777777});
+    x->send(a, infer_host_atom::value, session);
+    x->send(a, infer_atom::value, call);
     x->send_exit(a, caf::exit_reason::user_shutdown);
   }
   std::this_thread::sleep_for(1s);
