@@ -87,6 +87,14 @@ std::string check_basp_header(const unsigned char* h, std::uint32_t max_frame) {
   const std::uint32_t len = be32(h + 4);
   if (len > max_frame)
     return "BASP payload of " + std::to_string(len) + " bytes exceeds the bound of " + std::to_string(max_frame);
+  // A message's operation data is its message id, whose category bits put it in one of the
+  // receiver's mailbox queues. CAF 0.17 reads a message of a stream category as a stream
+  // message, whatever it holds, and crashes on anything else; glam uses no streams.
+  if (h[0] == basp_direct_message || h[0] == basp_routed_message) {
+    const std::uint64_t id = (std::uint64_t{be32(h + 8)} << 32) | be32(h + 12);
+    if (((id >> basp_category_offset) & 3) >= basp_first_stream_category)
+      return "a BASP message of a stream category (glam uses no streams)";
+  }
   return {};
 }
 

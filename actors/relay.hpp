@@ -33,6 +33,10 @@ namespace glam {
 // flags u8, payload length u32, operation data u64, source actor u64, dest actor u64.
 inline constexpr std::size_t basp_header_size = 32;
 inline constexpr std::uint8_t basp_max_operation = 0x06;  // heartbeat
+inline constexpr std::uint8_t basp_direct_message = 0x02, basp_routed_message = 0x03;
+// A message id's category (bits 60-61): 0 urgent, 1 normal, 2 upstream, 3 downstream.
+inline constexpr int basp_category_offset = 60;
+inline constexpr std::uint64_t basp_first_stream_category = 2;
 
 struct relay_limits {
   // The largest BASP payload a peer may announce: a tensor chunk is at most 4 MiB of floats,

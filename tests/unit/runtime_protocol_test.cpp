@@ -241,6 +241,22 @@ TEST(RuntimeProtocol, FrameCheckerHoldsEachHeaderUntilChecked) {
   EXPECT_NE(check_basp_header(reinterpret_cast<const unsigned char*>(header(1, 16u << 20).data()), bound)
                 .find("exceeds the bound"),
             std::string::npos);
+  // A message's id (operation data) of each category: urgent and normal pass, the stream
+  // categories (which CAF 0.17 reads as stream messages and crashes on) do not.
+  for (std::uint8_t category = 0; category < 4; ++category)
+    for (std::uint8_t op : {basp_direct_message, basp_routed_message}) {
+      auto h = header(op, 16);
+      h[8] = static_cast<char>(category << 4);
+      const auto why = check_basp_header(reinterpret_cast<const unsigned char*>(h.data()), bound);
+      if (category < 2)
+        EXPECT_EQ(why, "") << int(category);
+      else
+        EXPECT_NE(why.find("stream"), std::string::npos) << int(category);
+    }
+  // Other operations carry other data there (a heartbeat: nothing of the kind).
+  auto hb = header(6, 0);
+  hb[8] = static_cast<char>(0x30);
+  EXPECT_EQ(check_basp_header(reinterpret_cast<const unsigned char*>(hb.data()), bound), "");
   // Fed byte by byte, a good stream passes whole; a bad header never passes complete.
   const std::string good = header(1, 3) + "abc" + header(6, 0);
   basp_frame_checker ok(bound);
