@@ -133,6 +133,15 @@ void finish_registration(self_ptr self, caf::error failure, std::string message 
       self->send(s.coordinator, snapshot_held{s.plan.tag, s.opts.name, step, {unit}});
     return;
   }
+  // Registering again (after an eviction or a reconnect), a coordinator that does not
+  // answer in time may be busy or gone: look for it again, within coordinator_timeout.
+  if (!s.registered.pending() && failure == caf::sec::request_timeout) {
+    spdlog::warn("worker {}: the coordinator did not answer the registration in time; trying again", s.opts.name);
+    if (!s.lost_since) s.lost_since = std::chrono::steady_clock::now();
+    self->delayed_send(self, s.backoff, reconnect_atom::value);
+    s.backoff = std::min(2 * s.backoff, std::chrono::milliseconds(5000));
+    return;
+  }
   spdlog::error("worker {}: registration refused: {}", s.opts.name, error_text(failure));
   if (s.registered.pending()) s.registered.deliver(failure);
   self->quit(failure);
@@ -366,8 +375,16 @@ void reach_coordinator(self_ptr self) {
 }
 
 void start_registration(self_ptr self) {
+  const auto attempt = ++self->state.registration_attempt;
   prove_secret_to(self, self->state.coordinator, self->state.opts.request_timeout,
-                  [self](caf::error e, std::string answer) { finish_registration(self, std::move(e), std::move(answer)); });
+                  [self, attempt](caf::error e, std::string answer) {
+                    if (attempt != self->state.registration_attempt) {
+                      spdlog::info("worker {}: an earlier registration attempt ended ({}); a newer one counts",
+                                   self->state.opts.name, e ? error_text(e) : answer);
+                      return;
+                    }
+                    finish_registration(self, std::move(e), std::move(answer));
+                  });
 }
 
 // Connects to one peer through the connector (the relay authenticates the connection; a

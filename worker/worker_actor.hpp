@@ -124,6 +124,10 @@ struct worker_state {
   // A lost coordinator: when the worker started to look for it again, and the next wait.
   std::optional<std::chrono::steady_clock::time_point> lost_since;
   std::chrono::milliseconds backoff{200};
+  // Registration attempts so far: an eviction and a dropped connection can each start one,
+  // and only the newest one's answer counts (an older one's request may time out on the
+  // connection that dropped, after the newer one succeeded).
+  std::uint64_t registration_attempt = 0;
   // Serving sessions hosted here (docs/serving.md, "The actor backend"): an inference
   // actor per session, at most max_inference_sessions.
   std::map<std::string, inference_unit_actor> sessions;
