@@ -13,6 +13,37 @@
 #include "worker/worker_actor.hpp"
 
 namespace glam {
+namespace {
+
+// Spawns n workers ("worker-<i>") that reach each other by local messages and registers
+// them with the coordinator, in order; returns why one could not register (empty: none).
+std::string start_workers(caf::actor_system& sys, const coordinator_actor& coordinator, const std::string& secret,
+                          int n, double sgemm_flops, std::vector<worker_actor>& workers) {
+  auto local_peers = std::make_shared<std::map<std::string, worker_actor>>();
+  for (int i = 0; i < n; ++i) {
+    worker_options wo;
+    wo.name = "worker-" + std::to_string(i);
+    wo.secret = secret;
+    wo.listen_host = "embedded";
+    wo.local_peers = local_peers;
+    // One process run by the user with its own config: any path it names is its own.
+    wo.data_root = "/";
+    wo.checkpoint_root = "/";
+    if (sgemm_flops > 0) wo.gflops = sgemm_flops / 1e9;
+    workers.push_back(sys.spawn(worker_behavior, wo));
+    (*local_peers)[wo.name] = workers.back();
+  }
+  caf::scoped_actor self{sys};
+  // Embedded workers are reached by local messages; their "port" is their number.
+  std::string failure;
+  for (std::size_t i = 0; i < workers.size() && failure.empty(); ++i)
+    self->request(workers[i], std::chrono::seconds(30), register_atom::value, coordinator,
+                  static_cast<std::uint16_t>(i + 1))
+        .receive([&](const std::string&) {}, [&](const caf::error& e) { failure = error_text(e); });
+  return failure;
+}
+
+}  // namespace
 
 job_record run_embedded_job(const std::string& config_toml, const std::string& source, const embedded_options& o) {
   if (o.workers < 1) throw std::invalid_argument("--workers " + std::to_string(o.workers) + ": give at least 1");
@@ -40,33 +71,13 @@ job_record run_embedded_job(const std::string& config_toml, const std::string& s
   };
   auto coordinator = sys.spawn(coordinator_behavior, co);
 
-  auto local_peers = std::make_shared<std::map<std::string, worker_actor>>();
   std::vector<worker_actor> workers;
-  for (int i = 0; i < o.workers; ++i) {
-    worker_options wo;
-    wo.name = "worker-" + std::to_string(i);
-    wo.secret = secret;
-    wo.listen_host = "embedded";
-    wo.local_peers = local_peers;
-    // One process run by the user with its own config: any path it names is its own.
-    wo.data_root = "/";
-    wo.checkpoint_root = "/";
-    if (o.sgemm_flops > 0) wo.gflops = o.sgemm_flops / 1e9;
-    workers.push_back(sys.spawn(worker_behavior, wo));
-    (*local_peers)[wo.name] = workers.back();
-  }
+  std::string failure = start_workers(sys, coordinator, secret, o.workers, o.sgemm_flops, workers);
   caf::scoped_actor self{sys};
   auto shutdown = [&] {
     for (auto& w : workers) self->send_exit(w, caf::exit_reason::user_shutdown);
     self->send_exit(coordinator, caf::exit_reason::user_shutdown);
   };
-
-  std::string failure;
-  // Embedded workers are reached by local messages; their "port" is their number.
-  for (std::size_t i = 0; i < workers.size() && failure.empty(); ++i)
-    self->request(workers[i], std::chrono::seconds(30), register_atom::value, coordinator,
-                  static_cast<std::uint16_t>(i + 1))
-        .receive([&](const std::string&) {}, [&](const caf::error& e) { failure = error_text(e); });
   std::string refused;
   if (failure.empty())
     self->request(coordinator, std::chrono::seconds(30), submit_atom::value, config_toml, source)
@@ -98,25 +109,7 @@ embedded_cluster::embedded_cluster(int workers) {
   co.checkpoints = false;
   co.log_steps = false;
   coordinator_ = sys_->spawn(coordinator_behavior, co);
-  auto local_peers = std::make_shared<std::map<std::string, worker_actor>>();
-  for (int i = 0; i < workers; ++i) {
-    worker_options wo;
-    wo.name = "worker-" + std::to_string(i);
-    wo.secret = secret;
-    wo.listen_host = "embedded";
-    wo.local_peers = local_peers;
-    wo.data_root = "/";
-    wo.checkpoint_root = "/";
-    workers_.push_back(sys_->spawn(worker_behavior, wo));
-    (*local_peers)[wo.name] = workers_.back();
-  }
-  caf::scoped_actor self{*sys_};
-  std::string failure;
-  for (std::size_t i = 0; i < workers_.size() && failure.empty(); ++i)
-    self->request(workers_[i], std::chrono::seconds(30), register_atom::value, coordinator_,
-                  static_cast<std::uint16_t>(i + 1))
-        .receive([&](const std::string&) {}, [&](const caf::error& e) { failure = error_text(e); });
-  if (!failure.empty()) {
+  if (auto failure = start_workers(*sys_, coordinator_, secret, workers, 0, workers_); !failure.empty()) {
     stop();
     throw std::runtime_error("an embedded worker could not register: " + failure);
   }
