@@ -36,16 +36,7 @@ class CliGenerate : public ::testing::Test {
 // One test for everything that needs a trained checkpoint: ctest runs each test in a process
 // of its own, and preparing data and training is most of the time.
 TEST_F(CliGenerate, ATrainedGlamTinyGeneratesText) {
-  // Two of the fortune files: enough text for glam-tiny's 2048-token vocabulary, and a
-  // tokenizer trained in seconds.
-  auto prep = glam::testing::run_glam(
-      "data prepare --quiet --vocab-size 2048 --input /usr/share/games/fortunes/computers "
-      "/usr/share/games/fortunes/cookie --out '" + (dir_ / "data").string() + "'");
-  ASSERT_EQ(prep.status, 0) << prep.output;
-  auto train = glam::testing::run_glam("train '" + std::string(GLAM_SOURCE_DIR) +
-                                       "/configs/glam-tiny.toml' --steps 2 --threads 2 --data '" +
-                                       (dir_ / "data").string() + "' --checkpoint-dir '" + (dir_ / "ckpt").string() + "'");
-  ASSERT_EQ(train.status, 0) << train.output;
+  ASSERT_EQ(glam::testing::train_tiny_checkpoint(dir_.string()), "");
   const std::string checkpoint = "--checkpoint '" + (dir_ / "ckpt").string() + "'";
 
   // Greedy decoding gives text, the same every time.

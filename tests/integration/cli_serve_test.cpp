@@ -166,14 +166,7 @@ std::string post(const std::string& body, const std::string& key) {
 // One test for everything that needs a trained checkpoint (ctest runs each test in a
 // process of its own; training is most of the time).
 TEST_F(CliServe, ServesATrainedCheckpointAndTheBenchmarkRuns) {
-  auto prep = glam::testing::run_glam(
-      "data prepare --quiet --vocab-size 2048 --input /usr/share/games/fortunes/computers "
-      "/usr/share/games/fortunes/cookie --out '" + (dir_ / "data").string() + "'");
-  ASSERT_EQ(prep.status, 0) << prep.output;
-  auto train = glam::testing::run_glam("train '" + std::string(GLAM_SOURCE_DIR) +
-                                       "/configs/glam-tiny.toml' --steps 2 --threads 2 --data '" +
-                                       (dir_ / "data").string() + "' --checkpoint-dir '" + (dir_ / "ckpt").string() + "'");
-  ASSERT_EQ(train.status, 0) << train.output;
+  ASSERT_EQ(glam::testing::train_tiny_checkpoint(dir_.string()), "");
   const fs::path key_file = dir_ / "key";
   std::ofstream(key_file) << "test-key-123\n";
   fs::permissions(key_file, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);

@@ -27,4 +27,17 @@ inline run_result run_glam(const std::string& args, bool with_stderr = true) {
   return r;
 }
 
+// Prepares DIR/data from two of the fortune files (enough text for glam-tiny's 2048-token
+// vocabulary, a tokenizer trained in seconds) and trains glam-tiny on it for two steps into
+// DIR/ckpt; the failed command's output, or empty.
+inline std::string train_tiny_checkpoint(const std::string& dir) {
+  auto prep = run_glam("data prepare --quiet --vocab-size 2048 --input /usr/share/games/fortunes/computers "
+                       "/usr/share/games/fortunes/cookie --out '" + dir + "/data'");
+  if (prep.status != 0) return "glam data prepare: " + prep.output;
+  auto train = run_glam("train '" + std::string(GLAM_SOURCE_DIR) + "/configs/glam-tiny.toml' --steps 2 --threads 2 --data '" +
+                        dir + "/data' --checkpoint-dir '" + dir + "/ckpt'");
+  if (train.status != 0) return "glam train: " + train.output;
+  return {};
+}
+
 }  // namespace glam::testing

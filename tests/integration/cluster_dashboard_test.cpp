@@ -3,11 +3,6 @@
 // endpoints, and the page itself rendered by headless Chromium, with its charts holding
 // that job's data and no request leaving for another host.
 #include <gtest/gtest.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <map>
@@ -21,52 +16,22 @@
 #include "actors/http_access.hpp"
 #include "actors/security.hpp"
 #include "cluster_harness.hpp"
+#include "tests/http_test_client.hpp"
 
 namespace glam::test {
 namespace {
 
 using prometheus_testing::parse_exposition;
 using prometheus_testing::parsed_family;
+using testing::http_client;
+using testing::http_reply;
 
-struct http_reply {
-  int status = 0;
-  std::string head;  // status line and headers
-  std::string body;
-};
-
-// One GET on a fresh connection (HTTP/1.0: the server closes after the answer); every read
-// has a deadline.
+// One GET on a fresh connection, which the server closes after the answer.
 std::optional<http_reply> http_get(int port, const std::string& target, const std::string& extra_headers = "") {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
+  http_client c(port);
+  if (!c.connected() || !c.send("GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + extra_headers + "\r\n"))
     return std::nullopt;
-  }
-  const std::string request = "GET " + target + " HTTP/1.0\r\nHost: 127.0.0.1\r\n" + extra_headers + "\r\n";
-  ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-  std::string all;
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    pollfd p{fd, POLLIN, 0};
-    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    char buf[65536];
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    all.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  const auto end = all.find("\r\n\r\n");
-  if (all.rfind("HTTP/1.", 0) != 0 || end == std::string::npos) return std::nullopt;
-  http_reply r;
-  r.status = std::stoi(all.substr(9, 3));
-  r.head = all.substr(0, end);
-  r.body = all.substr(end + 4);
-  return r;
+  return c.read_reply();
 }
 
 std::string bearer(const std::string& token) { return "Authorization: Bearer " + token + "\r\n"; }
@@ -194,7 +159,7 @@ TEST(ClusterDashboard, MetricsDashboardAndBrowserAgainstATrainingJob) {
   auto r = http_get(http, "/metrics", bearer(token));
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
-  EXPECT_NE(r->head.find("text/plain; version=0.0.4"), std::string::npos) << r->head;
+  EXPECT_NE(r->header("content-type").find("text/plain; version=0.0.4"), std::string::npos) << r->header("content-type");
   std::vector<parsed_family> families;
   ASSERT_NO_THROW(families = parse_exposition(r->body)) << r->body;
   for (const auto& f : families) EXPECT_TRUE(f.help && f.typed) << f.name;
@@ -257,9 +222,10 @@ TEST(ClusterDashboard, MetricsDashboardAndBrowserAgainstATrainingJob) {
   auto page = http_get(http, url.substr(url.find('/', 7)));
   ASSERT_TRUE(page);
   EXPECT_EQ(page->status, 200);
-  EXPECT_NE(page->head.find("Set-Cookie: glam_token_"), std::string::npos) << page->head;
-  EXPECT_NE(page->head.find("HttpOnly"), std::string::npos) << page->head;
-  EXPECT_NE(page->head.find("Content-Security-Policy: default-src 'self'"), std::string::npos) << page->head;
+  EXPECT_EQ(page->header("set-cookie").rfind("glam_token_", 0), 0u) << page->header("set-cookie");
+  EXPECT_NE(page->header("set-cookie").find("HttpOnly"), std::string::npos) << page->header("set-cookie");
+  EXPECT_EQ(page->header("content-security-policy").rfind("default-src 'self'", 0), 0u)
+      << page->header("content-security-policy");
 
   // --- headless Chromium renders it -----------------------------------------------------
   const auto chromium = chromium_binary();

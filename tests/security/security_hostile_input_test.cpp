@@ -14,6 +14,7 @@
 #include "hostile_peers.hpp"
 #include "tests/integration/cluster_harness.hpp"
 #include "tests/integration/reference_run.hpp"
+#include "tests/survivor_job.hpp"
 
 namespace glam::test {
 namespace {
@@ -22,25 +23,15 @@ namespace {
 // at most this much (the relay holds ~130 KiB per connection, 64 connections at most).
 constexpr long rss_bound_kb = 16 * 1024;
 
+// The fault suite's tiny job, running until it is stopped, without validation or checkpoints.
 config security_job() {
-  config c;
-  c.name = "guarded";
-  c.model.vocab_size = 61;
-  c.model.layers = 2;
-  c.model.d_model = 16;
-  c.model.d_ff = 24;
-  c.model.heads = 2;
-  c.model.d_head = 8;
-  c.model.experts = 4;
-  c.model.seq_len = 12;
-  c.moe.capacity_factor = 1.0;
-  c.moe.policy = second_expert_policy::random;
-  c.train.batch_per_shard = 2;
-  c.train.steps = 1000000;  // runs until stopped
-  c.train.warmup = 10;
+  config c = testing::survivor_job("guarded");
+  const config defaults;
+  c.train.steps = 1000000;
   c.train.seed = 5;
-  c.data.synthetic = true;
-  c.cluster.shards = 2;
+  c.train.eval_every = defaults.train.eval_every;
+  c.train.eval_batches = defaults.train.eval_batches;
+  c.fault.checkpoint_every = defaults.fault.checkpoint_every;
   return c;
 }
 

@@ -29,12 +29,16 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/http_server.hpp"
+#include "tests/http_test_client.hpp"
 
 namespace glam {
 namespace {
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
+using testing::http_client;
+using testing::http_reply;
+using testing::lower;
 
 // Generous: these bound waits for things that happen in milliseconds.
 constexpr auto wait_limit = 10s;
@@ -49,167 +53,6 @@ bool wait_for(Predicate p, std::chrono::milliseconds limit = wait_limit) {
   return p();
 }
 
-struct reply {
-  int status = 0;
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;
-  std::string header(const std::string& n) const {
-    auto it = headers.find(n);
-    return it == headers.end() ? std::string() : it->second;
-  }
-};
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-// One client connection with a deadline on every read.
-class client {
- public:
-  explicit client(int port, int receive_buffer = 0) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  ~client() { close(); }
-  client(const client&) = delete;
-  client& operator=(const client&) = delete;
-
-  bool connected() const { return connected_; }
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  bool send(const std::string& bytes) {
-    std::size_t off = 0;
-    while (off < bytes.size()) {
-      ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      off += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
-
-  // More bytes into buf_; false on close, error or deadline.
-  bool fill(clock_type::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count();
-    if (left <= 0) return false;
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
-    char tmp[65536];
-    ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
-    if (n <= 0) {
-      eof_ = true;
-      return false;
-    }
-    buf_.append(tmp, static_cast<std::size_t>(n));
-    return true;
-  }
-
-  std::optional<std::string> read_line(clock_type::time_point deadline) {
-    for (;;) {
-      auto pos = buf_.find("\r\n");
-      if (pos != std::string::npos) {
-        std::string line = buf_.substr(0, pos);
-        buf_.erase(0, pos + 2);
-        return line;
-      }
-      if (!fill(deadline)) return std::nullopt;
-    }
-  }
-
-  std::optional<std::string> read_exact(std::size_t n, clock_type::time_point deadline) {
-    while (buf_.size() < n)
-      if (!fill(deadline)) return std::nullopt;
-    std::string out = buf_.substr(0, n);
-    buf_.erase(0, n);
-    return out;
-  }
-
-  // Status line and headers of the next response.
-  std::optional<reply> read_head(clock_type::time_point deadline = clock_type::now() + wait_limit) {
-    auto status_line = read_line(deadline);
-    if (!status_line || status_line->rfind("HTTP/1.1 ", 0) != 0) return std::nullopt;
-    reply r;
-    r.status = std::stoi(status_line->substr(9, 3));
-    for (;;) {
-      auto line = read_line(deadline);
-      if (!line) return std::nullopt;
-      if (line->empty()) break;
-      auto colon = line->find(':');
-      if (colon == std::string::npos) return std::nullopt;
-      std::string value = line->substr(colon + 1);
-      value.erase(0, value.find_first_not_of(' '));
-      r.headers[lower(line->substr(0, colon))] = value;
-    }
-    return r;
-  }
-
-  // One chunk of a chunked body; "" for the last.
-  std::optional<std::string> read_chunk(clock_type::time_point deadline = clock_type::now() + wait_limit) {
-    auto size_line = read_line(deadline);
-    if (!size_line) return std::nullopt;
-    std::size_t n = std::stoul(*size_line, nullptr, 16);
-    auto data = read_exact(n, deadline);
-    auto crlf = read_line(deadline);
-    if (!data || !crlf || !crlf->empty()) return std::nullopt;
-    return data;
-  }
-
-  std::optional<reply> read_reply(clock_type::time_point deadline = clock_type::now() + wait_limit) {
-    auto r = read_head(deadline);
-    if (!r) return std::nullopt;
-    if (r->status == 100) return read_reply(deadline);
-    if (r->status == 204 || r->status == 304) return r;
-    if (!r->header("content-length").empty()) {
-      auto body = read_exact(std::stoul(r->header("content-length")), deadline);
-      if (!body) return std::nullopt;
-      r->body = *body;
-    } else if (lower(r->header("transfer-encoding")) == "chunked") {
-      for (;;) {
-        auto c = read_chunk(deadline);
-        if (!c) return std::nullopt;
-        if (c->empty()) break;
-        r->body += *c;
-      }
-    } else {
-      while (fill(deadline)) {
-      }
-      r->body = buf_;
-      buf_.clear();
-    }
-    return r;
-  }
-
-  // True once the server has closed the connection (EOF or reset), within the limit.
-  bool closed_by_server(std::chrono::milliseconds limit = wait_limit) {
-    auto deadline = clock_type::now() + limit;
-    while (!eof_) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count();
-      if (left <= 0) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
-      char tmp[4096];
-      ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
-      if (n <= 0) eof_ = true;
-    }
-    return true;
-  }
-
-  std::string& buffered() { return buf_; }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-  bool eof_ = false;
-  std::string buf_;
-};
-
 std::string get(const std::string& path, const std::string& extra = "") {
   return "GET " + path + " HTTP/1.1\r\nHost: test\r\n" + extra + "\r\n";
 }
@@ -219,8 +62,8 @@ std::string post(const std::string& path, const std::string& body, const std::st
          extra + "\r\n" + body;
 }
 
-std::optional<reply> fetch(int port, const std::string& request) {
-  client c(port);
+std::optional<http_reply> fetch(int port, const std::string& request) {
+  http_client c(port);
   if (!c.connected() || !c.send(request)) return std::nullopt;
   return c.read_reply();
 }
@@ -291,7 +134,7 @@ TEST(RuntimeHttp, RoutesAnswerAndOthersGet404Or405) {
 
 TEST(RuntimeHttp, HeadGetsHeadersWithoutABody) {
   auto s = make_server();
-  client c(s->port());
+  http_client c(s->port());
   ASSERT_TRUE(c.send("HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n" + get("/hello")));
   auto head = c.read_head();
   ASSERT_TRUE(head);
@@ -327,7 +170,7 @@ TEST(RuntimeHttp, BodyAndHeaderLimits) {
       {"bad_content_length", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -4\r\n\r\n", 400, true},
   };
   for (const auto& r : rows) {
-    client c(s->port());
+    http_client c(s->port());
     ASSERT_TRUE(c.send(r.request)) << r.name;
     auto got = c.read_reply();
     ASSERT_TRUE(got) << r.name;
@@ -347,7 +190,7 @@ TEST(RuntimeHttp, ExpectContinueIsAnsweredOrRefusedOnTheDeclaredLength) {
   o.limits.max_body_bytes = 100;
   auto s = make_server(o);
   {
-    client c(s->port());
+    http_client c(s->port());
     ASSERT_TRUE(c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
     auto interim = c.read_head();
     ASSERT_TRUE(interim);
@@ -359,7 +202,7 @@ TEST(RuntimeHttp, ExpectContinueIsAnsweredOrRefusedOnTheDeclaredLength) {
     EXPECT_EQ(got->body, "12345");
   }
   {
-    client c(s->port());
+    http_client c(s->port());
     ASSERT_TRUE(c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 500\r\nExpect: 100-continue\r\n\r\n"));
     auto got = c.read_head();
     ASSERT_TRUE(got);
@@ -369,7 +212,7 @@ TEST(RuntimeHttp, ExpectContinueIsAnsweredOrRefusedOnTheDeclaredLength) {
 
 TEST(RuntimeHttp, KeepAliveServesManyRequestsOnOneConnectionInOrder) {
   auto s = make_server();
-  client c(s->port());
+  http_client c(s->port());
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(c.send(post("/echo", "n" + std::to_string(i))));
     auto got = c.read_reply();
@@ -395,13 +238,13 @@ TEST(RuntimeHttp, KeepAliveServesManyRequestsOnOneConnectionInOrder) {
   EXPECT_EQ(n.requests, 9);
 
   // HTTP/1.0 closes unless asked to keep alive.
-  client old(s->port());
+  http_client old(s->port());
   ASSERT_TRUE(old.send("GET /hello HTTP/1.0\r\n\r\n"));
   auto r = old.read_reply();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->body, "hello world");
   EXPECT_TRUE(old.closed_by_server());
-  client old_kept(s->port());
+  http_client old_kept(s->port());
   ASSERT_TRUE(old_kept.send("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
   r = old_kept.read_reply();
   ASSERT_TRUE(r);
@@ -416,11 +259,11 @@ TEST(RuntimeHttp, ConnectionsOverTheBoundAreRefusedWith503AndCounted) {
   http_server_options o;
   o.limits.max_connections = 2;
   auto s = make_server(o);
-  auto a = std::make_unique<client>(s->port());
-  client b(s->port());
+  auto a = std::make_unique<http_client>(s->port());
+  http_client b(s->port());
   ASSERT_TRUE(wait_for([&] { return s->counters().connections_open == 2; }));
   {
-    client extra(s->port());
+    http_client extra(s->port());
     auto got = extra.read_reply();
     ASSERT_TRUE(got);
     EXPECT_EQ(got->status, 503);
@@ -447,17 +290,17 @@ TEST(RuntimeHttp, IdleAndSlowClientsAreCutOffAndCounted) {
   o.limits.read_timeout = 400ms;
   auto s = make_server(o);
   {
-    client idle(s->port());  // sends nothing
+    http_client idle(s->port());  // sends nothing
     EXPECT_TRUE(idle.closed_by_server());
   }
   {
-    client half(s->port());  // half a request, then nothing
+    http_client half(s->port());  // half a request, then nothing
     ASSERT_TRUE(half.send("GET /hello HTTP/1.1\r\nHost:"));
     EXPECT_TRUE(half.closed_by_server());
   }
   {
     // A byte every 50 ms never lets the request complete: the whole request has one deadline.
-    client drip(s->port());
+    http_client drip(s->port());
     std::string request = get("/hello", "X-Pad: " + std::string(200, 'p') + "\r\n");
     bool cut = false;
     auto deadline = clock_type::now() + wait_limit;
@@ -475,7 +318,7 @@ TEST(RuntimeHttp, IdleAndSlowClientsAreCutOffAndCounted) {
   }
   {
     // Between requests the idle timeout applies: answered, then closed when idle.
-    client kept(s->port());
+    http_client kept(s->port());
     ASSERT_TRUE(kept.send(get("/hello")));
     ASSERT_TRUE(kept.read_reply());
     EXPECT_TRUE(kept.closed_by_server());
@@ -493,7 +336,7 @@ TEST(RuntimeHttp, ClientThatStopsReadingIsCutOffByTheWriteTimeout) {
   auto s = make_server(o, [](http_server& srv) {
     srv.add_route("GET", "/big", [](const http_request&, http_responder r) { r.respond(text(std::string(16u << 20, 'x'))); });
   });
-  client c(s->port(), 4096);
+  http_client c(s->port(), 4096);
   ASSERT_TRUE(c.send(get("/big")));
   EXPECT_TRUE(wait_for([&] { return s->counters().write_timeouts == 1; }));
   EXPECT_TRUE(wait_for([&] { return s->counters().connections_open == 0; }));
@@ -512,7 +355,7 @@ TEST(RuntimeHttp, HandlersMayAnswerLaterFromAnotherThread) {
     });
   });
   // Several at once on separate connections, and in sequence on one.
-  std::vector<std::future<std::optional<reply>>> replies;
+  std::vector<std::future<std::optional<http_reply>>> replies;
   for (int i = 0; i < 8; ++i)
     replies.push_back(std::async(std::launch::async, [&, i] { return fetch(s->port(), get("/later?" + std::to_string(i))); }));
   for (int i = 0; i < 8; ++i) {
@@ -520,7 +363,7 @@ TEST(RuntimeHttp, HandlersMayAnswerLaterFromAnotherThread) {
     ASSERT_TRUE(got);
     EXPECT_EQ(got->body, "later " + std::to_string(i));
   }
-  client c(s->port());
+  http_client c(s->port());
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(c.send(get("/later?k" + std::to_string(i))));
     auto got = c.read_reply();
@@ -550,7 +393,7 @@ TEST(RuntimeHttp, ServerSentEventsStreamFromAnotherThreadThenTheConnectionIsReus
       });
     });
   });
-  client c(s->port());
+  http_client c(s->port());
   ASSERT_TRUE(c.send(post("/stream", "{}")));
   auto head = c.read_head();
   ASSERT_TRUE(head);
@@ -616,7 +459,7 @@ TEST(RuntimeHttp, ClientLeavingMidStreamIsNoticedWithoutAnotherWrite) {
       held.hold(r);  // and then nothing more is written
     });
   });
-  client c(s->port());
+  http_client c(s->port());
   ASSERT_TRUE(c.send(get("/stream")));
   ASSERT_TRUE(c.read_head());
   auto first = c.read_chunk();
@@ -641,7 +484,7 @@ TEST(RuntimeHttp, ClientLeavingBeforeAnAsyncAnswerIsNoticed) {
   auto s = make_server({}, [&](http_server& srv) {
     srv.add_route("GET", "/slow", [&](const http_request&, http_responder r) { held.hold(r); });
   });
-  client c(s->port());
+  http_client c(s->port());
   ASSERT_TRUE(c.send(get("/slow")));
   ASSERT_TRUE(held.wait_held());
   c.close();
@@ -660,7 +503,7 @@ TEST(RuntimeHttp, StreamToAClientThatDoesNotReadIsBoundedAndClosed) {
       held.hold(r);
     });
   });
-  client c(s->port(), 4096);  // and never reads
+  http_client c(s->port(), 4096);  // and never reads
   ASSERT_TRUE(c.send(get("/flood")));
   ASSERT_TRUE(held.wait_held());
   const std::string event(16u << 10, 'e');
@@ -852,7 +695,7 @@ TEST(RuntimeHttp, ManyClientsOnSeveralThreads) {
   std::vector<std::future<int>> results;
   for (int t = 0; t < 16; ++t)
     results.push_back(std::async(std::launch::async, [&, t] {
-      client c(s->port());
+      http_client c(s->port());
       int ok = 0;
       for (int i = 0; i < 20; ++i) {
         std::string body = std::to_string(t) + ":" + std::to_string(i);
@@ -875,12 +718,12 @@ TEST(RuntimeHttp, StopClosesEverythingAndTellsHandlersWithoutHanging) {
       streaming.hold(r);
     });
   });
-  client idle(s->port()), a(s->port()), b(s->port());
+  http_client idle(s->port()), a(s->port()), b(s->port());
   ASSERT_TRUE(a.send(get("/wait")));
   ASSERT_TRUE(b.send(get("/stream")));
   ASSERT_TRUE(waiting.wait_held());
   ASSERT_TRUE(streaming.wait_held());
-  client half(s->port());
+  http_client half(s->port());
   ASSERT_TRUE(half.send("POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\nonly part"));
 
   auto stopped = std::async(std::launch::async, [&] { s->stop(); });
@@ -908,7 +751,7 @@ TEST(RuntimeHttp, ResponderKeptAfterTheServerIsGoneIsSafe) {
     auto s = make_server({}, [&](http_server& srv) {
       srv.add_route("GET", "/wait", [&](const http_request&, http_responder r) { held.hold(r); });
     });
-    client c(s->port());
+    http_client c(s->port());
     ASSERT_TRUE(c.send(get("/wait")));
     ASSERT_TRUE(held.wait_held());
   }

@@ -30,8 +30,13 @@
 #include "model/train_step.hpp"
 #include "serve/inference_backend.hpp"
 #include "serve/reference_backend.hpp"
+#include "tests/http_test_client.hpp"
 
 namespace glam::serve_testing {
+
+using testing::http_client;
+using testing::http_reply;
+using testing::lower;
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
@@ -186,168 +191,6 @@ inline trained_model trained_glam_tiny() {
 
 // ---------------------------------------------------------------------------------------
 // An HTTP/1.1 client on a plain socket, with a deadline on every read.
-
-struct http_reply {
-  int status = 0;
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;
-  std::string header(const std::string& n) const {
-    auto it = headers.find(n);
-    return it == headers.end() ? std::string() : it->second;
-  }
-};
-
-inline std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-class http_client {
- public:
-  explicit http_client(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  ~http_client() { close(); }
-  http_client(const http_client&) = delete;
-  http_client& operator=(const http_client&) = delete;
-
-  bool connected() const { return connected_; }
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  bool send(const std::string& bytes) {
-    std::size_t off = 0;
-    while (off < bytes.size()) {
-      const ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      off += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
-
-  std::optional<http_reply> read_head(clock_type::time_point deadline = clock_type::now() + wait_limit) {
-    auto status_line = read_line(deadline);
-    if (!status_line || status_line->rfind("HTTP/1.1 ", 0) != 0) return std::nullopt;
-    http_reply r;
-    r.status = std::stoi(status_line->substr(9, 3));
-    for (;;) {
-      auto line = read_line(deadline);
-      if (!line) return std::nullopt;
-      if (line->empty()) break;
-      const auto colon = line->find(':');
-      if (colon == std::string::npos) return std::nullopt;
-      std::string value = line->substr(colon + 1);
-      value.erase(0, value.find_first_not_of(' '));
-      r.headers[lower(line->substr(0, colon))] = value;
-    }
-    return r;
-  }
-  // One chunk of a chunked body; "" for the last.
-  std::optional<std::string> read_chunk(clock_type::time_point deadline = clock_type::now() + wait_limit) {
-    auto size_line = read_line(deadline);
-    if (!size_line) return std::nullopt;
-    const std::size_t n = std::stoul(*size_line, nullptr, 16);
-    auto data = read_exact(n, deadline);
-    auto crlf = read_line(deadline);
-    if (!data || !crlf || !crlf->empty()) return std::nullopt;
-    return data;
-  }
-  std::optional<http_reply> read_reply(clock_type::time_point deadline = clock_type::now() + wait_limit) {
-    auto r = read_head(deadline);
-    if (!r) return std::nullopt;
-    if (!r->header("content-length").empty()) {
-      auto body = read_exact(std::stoul(r->header("content-length")), deadline);
-      if (!body) return std::nullopt;
-      r->body = *body;
-    } else if (lower(r->header("transfer-encoding")) == "chunked") {
-      for (;;) {
-        auto c = read_chunk(deadline);
-        if (!c) return std::nullopt;
-        if (c->empty()) break;
-        r->body += *c;
-      }
-    }
-    return r;
-  }
-
-  // The next server-sent event's data (its "data: " lines joined), from a chunked stream;
-  // nullopt at the end of the stream or on timeout.
-  std::optional<std::string> read_event(clock_type::time_point deadline = clock_type::now() + wait_limit) {
-    for (;;) {
-      const auto end = events_.find("\n\n");
-      if (end != std::string::npos) {
-        std::string event = events_.substr(0, end), data;
-        events_.erase(0, end + 2);
-        std::size_t at = 0;
-        while (at < event.size()) {
-          std::size_t line_end = event.find('\n', at);
-          if (line_end == std::string::npos) line_end = event.size();
-          const std::string line = event.substr(at, line_end - at);
-          if (line.rfind("data: ", 0) == 0) data += (data.empty() ? "" : "\n") + line.substr(6);
-          at = line_end + 1;
-        }
-        return data;
-      }
-      auto chunk = read_chunk(deadline);
-      if (!chunk || chunk->empty()) return std::nullopt;
-      events_ += *chunk;
-    }
-  }
-
-  // True once the server has closed the connection, within the limit.
-  bool closed_by_server(std::chrono::milliseconds limit = wait_limit) {
-    const auto deadline = clock_type::now() + limit;
-    for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count();
-      if (left <= 0) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
-      char tmp[4096];
-      if (::recv(fd_, tmp, sizeof tmp, 0) <= 0) return true;
-    }
-  }
-
- private:
-  bool fill(clock_type::time_point deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count();
-    if (left <= 0) return false;
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
-    char tmp[65536];
-    const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
-    if (n <= 0) return false;
-    buf_.append(tmp, static_cast<std::size_t>(n));
-    return true;
-  }
-  std::optional<std::string> read_line(clock_type::time_point deadline) {
-    for (;;) {
-      const auto pos = buf_.find("\r\n");
-      if (pos != std::string::npos) {
-        std::string line = buf_.substr(0, pos);
-        buf_.erase(0, pos + 2);
-        return line;
-      }
-      if (!fill(deadline)) return std::nullopt;
-    }
-  }
-  std::optional<std::string> read_exact(std::size_t n, clock_type::time_point deadline) {
-    while (buf_.size() < n)
-      if (!fill(deadline)) return std::nullopt;
-    std::string out = buf_.substr(0, n);
-    buf_.erase(0, n);
-    return out;
-  }
-
-  int fd_ = -1;
-  bool connected_ = false;
-  std::string buf_, events_;
-};
 
 inline std::string post_request(const std::string& path, const std::string& body, const std::string& extra = "") {
   return "POST " + path + " HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: " +
