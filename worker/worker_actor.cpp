@@ -123,6 +123,8 @@ worker_stats current_stats(self_ptr self) {
 void finish_registration(self_ptr self, caf::error failure, std::string message = {}) {
   auto& s = self->state;
   if (!failure) {
+    // Registered already (a retry's answer after another attempt got through): nothing to do.
+    if (s.phase != worker_phase::registering) return;
     spdlog::info("worker {}: {}", s.opts.name, message);
     transition(self, worker_phase::idle);
     if (!s.ticking) self->send(self, tick_atom::value);
@@ -133,10 +135,12 @@ void finish_registration(self_ptr self, caf::error failure, std::string message 
       self->send(s.coordinator, snapshot_held{s.plan.tag, s.opts.name, step, {unit}});
     return;
   }
-  // Registering again (after an eviction or a reconnect), a coordinator that does not
-  // answer in time may be busy or gone: look for it again, within coordinator_timeout.
-  if (!s.registered.pending() && failure == caf::sec::request_timeout) {
-    spdlog::warn("worker {}: the coordinator did not answer the registration in time; trying again", s.opts.name);
+  // Registering again (after an eviction or a reconnect), a failure of the transport (no
+  // answer in time, the connection gone) is not a refusal: look for the coordinator again,
+  // within coordinator_timeout. Only the coordinator's own answer ends the worker.
+  if (!s.registered.pending() && failure.category() == caf::atom("system")) {
+    spdlog::warn("worker {}: the registration did not reach the coordinator ({}); trying again", s.opts.name,
+                 error_text(failure));
     if (!s.lost_since) s.lost_since = std::chrono::steady_clock::now();
     self->delayed_send(self, s.backoff, reconnect_atom::value);
     s.backoff = std::min(2 * s.backoff, std::chrono::milliseconds(5000));
@@ -507,6 +511,9 @@ worker_actor::behavior_type worker_behavior(self_ptr self, worker_options opts) 
     }
     if (s.coordinator && dm.source == s.coordinator.address()) {
       spdlog::warn("worker {}: lost the coordinator ({})", s.opts.name, self->system().render(dm.reason));
+      // A registration in flight on the dropped connection cannot succeed: the one after the
+      // reconnect counts.
+      ++s.registration_attempt;
       if (s.opts.coordinator_timeout.count() == 0) {
         self->quit(make_error(glam_errc::not_allowed, "lost the coordinator"));
         return;

@@ -175,6 +175,10 @@ const fault_case fault_cases[] = {
     {"stop_past_the_timeout_then_continue", "forward:5:stop", 3,
      [](fault_run& r) {
        r.wait_step(9);  // recovered without it
+       // Stopped past CAF's connection timeout (3 s) too: when it continues, the eviction
+       // and the loss of its connection to the coordinator arrive together, and its first
+       // registration attempt goes out on the connection that is gone.
+       std::this_thread::sleep_for(4s);
        r.workers["w1"]->kill(SIGCONT);
        // Fenced: told it was evicted, it drops its units and registers again as new.
        auto s = r.c.wait_status([](const nlohmann::json& s) { return s["workers"].size() == 3; }, 30s);
